@@ -1,0 +1,271 @@
+"""Plain NumPy reference implementations used as benchmark baselines.
+
+These are written the way a competent NumPy user would write them: vectorized,
+in-place where that is natural (``out=``, augmented assignment), with the same
+update rules as ``torch.optim`` and the same default initialization as
+``torch.nn.Linear``.  They are deliberately *not* tuned beyond that (no fused
+kernels, no flat parameter buffers), because they stand for "what you would get
+without fastnn".  ``python -m fastnn demo`` and ``python -m fastnn bench`` time
+them next to fastnn in the same process, and the benchmark suite uses them as the
+reference the fastnn results are checked against.
+
+Only NumPy is imported here.
+"""
+import math
+
+import numpy as np
+
+__all__ = [
+    "adam_step",
+    "sgd_step",
+    "rmsprop_step",
+    "dense_forward",
+    "dense_backward",
+    "mlp_init",
+    "mlp_forward",
+    "numpy_mlp_fit",
+    "numpy_mlp_predict",
+    "NumpyMLP",
+]
+
+
+# ---------------------------------------------------------------------------
+# Optimizer steps (in place, over lists of arrays, torch.optim update rules)
+# ---------------------------------------------------------------------------
+
+
+def adam_step(params, grads, exp_avgs, exp_avg_sqs, *, step, lr=1e-3, beta1=0.9,
+              beta2=0.999, eps=1e-8, weight_decay=0.0):
+    """One Adam step in place, torch.optim.Adam's rule (amsgrad=False).
+
+    ``step`` is the 1-based step number after the increment (torch's
+    ``state["step"]`` during the update).
+    """
+    bias_correction1 = 1.0 - beta1 ** step
+    bias_correction2 = 1.0 - beta2 ** step
+    step_size = lr / bias_correction1
+    bias_correction2_sqrt = math.sqrt(bias_correction2)
+    for p, g, m, v in zip(params, grads, exp_avgs, exp_avg_sqs):
+        if weight_decay != 0.0:
+            g = g + weight_decay * p
+        m *= beta1
+        m += (1.0 - beta1) * g
+        v *= beta2
+        v += (1.0 - beta2) * (g * g)
+        denom = np.sqrt(v)
+        denom /= bias_correction2_sqrt
+        denom += eps
+        p -= step_size * (m / denom)
+
+
+def sgd_step(params, grads, momentum_buffers, *, lr, momentum=0.0, dampening=0.0,
+             nesterov=False, weight_decay=0.0, first_step=False):
+    """One SGD step in place, torch.optim.SGD's rule.
+
+    ``momentum_buffers`` is a list of arrays (ignored when momentum == 0); on
+    ``first_step`` the buffer is set to the gradient, as torch clones it.
+    """
+    for i, (p, g) in enumerate(zip(params, grads)):
+        d_p = g
+        if weight_decay != 0.0:
+            d_p = d_p + weight_decay * p
+        if momentum != 0.0:
+            buf = momentum_buffers[i]
+            if first_step:
+                buf[...] = d_p
+            else:
+                buf *= momentum
+                buf += (1.0 - dampening) * d_p
+            if nesterov:
+                d_p = d_p + momentum * buf
+            else:
+                d_p = buf
+        p -= lr * d_p
+
+
+def rmsprop_step(params, grads, square_avgs, *, lr=1e-2, alpha=0.99, eps=1e-8,
+                 weight_decay=0.0, momentum=0.0, momentum_buffers=None,
+                 centered=False, grad_avgs=None):
+    """One RMSprop step in place, torch.optim.RMSprop's rule."""
+    for i, (p, g, sq) in enumerate(zip(params, grads, square_avgs)):
+        if weight_decay != 0.0:
+            g = g + weight_decay * p
+        sq *= alpha
+        sq += (1.0 - alpha) * (g * g)
+        if centered:
+            ga = grad_avgs[i]
+            ga += (1.0 - alpha) * (g - ga)          # lerp
+            avg = np.sqrt(sq - ga * ga)
+        else:
+            avg = np.sqrt(sq)
+        avg += eps
+        if momentum > 0.0:
+            buf = momentum_buffers[i]
+            buf *= momentum
+            buf += g / avg
+            p -= lr * buf
+        else:
+            p -= lr * (g / avg)
+
+
+# ---------------------------------------------------------------------------
+# Dense layer
+# ---------------------------------------------------------------------------
+
+
+def dense_forward(x, weight, bias, activation="relu"):
+    """y = act(x @ weight.T + bias); activation None or "relu"."""
+    y = x @ weight.T
+    y += bias
+    if activation == "relu":
+        np.maximum(y, 0, out=y)
+    elif activation not in (None, "identity"):
+        raise ValueError(f"unsupported activation for the baseline: {activation!r}")
+    return y
+
+
+def dense_backward(grad_y, x, weight, y, activation="relu"):
+    """Gradients of dense_forward from its output y: (grad_x, grad_weight, grad_bias)."""
+    if activation == "relu":
+        grad_z = grad_y * (y > 0)
+    else:
+        grad_z = grad_y
+    grad_weight = grad_z.T @ x
+    grad_bias = grad_z.sum(axis=0)
+    grad_x = grad_z @ weight
+    return grad_x, grad_weight, grad_bias
+
+
+# ---------------------------------------------------------------------------
+# MLP: ReLU hidden layers, softmax cross-entropy, Adam, shuffled minibatches
+# ---------------------------------------------------------------------------
+
+
+def mlp_init(sizes, seed=None, dtype=np.float32):
+    """torch.nn.Linear's default init for each layer: U(-1/sqrt(in), 1/sqrt(in)).
+
+    Returns a flat list [W0, b0, W1, b1, ...] with W of shape (out, in).
+    """
+    rng = np.random.default_rng(seed)
+    params = []
+    for fan_in, fan_out in zip(sizes[:-1], sizes[1:]):
+        bound = 1.0 / math.sqrt(fan_in)
+        params.append(rng.uniform(-bound, bound, size=(fan_out, fan_in)).astype(dtype))
+        params.append(rng.uniform(-bound, bound, size=fan_out).astype(dtype))
+    return params
+
+
+def mlp_forward(params, X):
+    """Logits of the MLP; also returns the list of layer inputs (for backward)."""
+    h = X
+    inputs = []
+    n_layers = len(params) // 2
+    for i in range(n_layers):
+        W, b = params[2 * i], params[2 * i + 1]
+        inputs.append(h)
+        h = dense_forward(h, W, b, "relu" if i < n_layers - 1 else None)
+    return h, inputs
+
+
+def _softmax_cross_entropy(logits, y):
+    """Mean cross-entropy and its gradient with respect to the logits."""
+    n = logits.shape[0]
+    z = logits - logits.max(axis=1, keepdims=True)
+    np.exp(z, out=z)
+    z /= z.sum(axis=1, keepdims=True)
+    rows = np.arange(n)
+    loss = -float(np.mean(np.log(np.maximum(z[rows, y], np.finfo(z.dtype).tiny))))
+    z[rows, y] -= 1.0
+    z /= n
+    return loss, z
+
+
+class NumpyMLP:
+    """A small NumPy MLP trainer (the baseline behind numpy_mlp_fit).
+
+    Parameters are a flat list [W0, b0, W1, b1, ...] (torch layout), trained with
+    Adam (torch's rule) on softmax cross-entropy, minibatches reshuffled every epoch.
+    """
+
+    def __init__(self, sizes=None, *, params=None, lr=1e-3, betas=(0.9, 0.999),
+                 eps=1e-8, seed=None, dtype=np.float32):
+        if params is None:
+            params = mlp_init(sizes, seed=seed, dtype=dtype)
+        else:
+            params = [np.array(p, dtype=dtype, copy=True) for p in params]
+        self.params = params
+        self.lr = lr
+        self.betas = betas
+        self.eps = eps
+        self.dtype = np.dtype(dtype)
+        self.exp_avgs = [np.zeros_like(p) for p in params]
+        self.exp_avg_sqs = [np.zeros_like(p) for p in params]
+        self.t = 0
+        # shuffling stream, independent of the init stream drawn from the same seed
+        self.rng = np.random.default_rng(None if seed is None else [int(seed), 1])
+
+    def train_step(self, Xb, yb):
+        logits, inputs = mlp_forward(self.params, Xb)
+        loss, grad = _softmax_cross_entropy(logits, yb)
+        n_layers = len(self.params) // 2
+        grads = [None] * len(self.params)
+        for i in range(n_layers - 1, -1, -1):
+            W = self.params[2 * i]
+            x_in = inputs[i]
+            grads[2 * i] = grad.T @ x_in
+            grads[2 * i + 1] = grad.sum(axis=0)
+            if i > 0:
+                grad = grad @ W
+                grad *= x_in > 0          # x_in is the previous layer's ReLU output
+        self.t += 1
+        adam_step(self.params, grads, self.exp_avgs, self.exp_avg_sqs, step=self.t,
+                  lr=self.lr, beta1=self.betas[0], beta2=self.betas[1], eps=self.eps)
+        return loss
+
+    def fit_epoch(self, X, y, batch_size):
+        """One pass over shuffled minibatches; returns the mean training loss."""
+        n = X.shape[0]
+        perm = self.rng.permutation(n)
+        total = 0.0
+        for start in range(0, n, batch_size):
+            idx = perm[start:start + batch_size]
+            total += self.train_step(X[idx], y[idx]) * len(idx)
+        return total / n
+
+    def predict(self, X):
+        logits, _ = mlp_forward(self.params, np.asarray(X, dtype=self.dtype))
+        return logits.argmax(axis=1)
+
+
+def numpy_mlp_fit(X, y, hidden=(128,), epochs=10, batch_size=32, lr=1e-3, seed=None,
+                  dtype=np.float32, n_classes=None, init_params=None):
+    """Train a NumPy MLP (ReLU hidden layers, softmax cross-entropy, Adam).
+
+    Parameters
+    ----------
+    X : ndarray of shape (n_samples, n_features)
+    y : ndarray of shape (n_samples,), integer labels in [0, n_classes)
+    hidden : tuple of int, hidden layer widths
+    init_params : optional list [W0, b0, ...] to start from (copied); otherwise
+        torch's default init from ``seed``.
+
+    Returns
+    -------
+    params : list of ndarray [W0, b0, W1, b1, ...], W of shape (out, in)
+    """
+    X = np.ascontiguousarray(X, dtype=dtype)
+    y = np.asarray(y, dtype=np.intp)
+    if n_classes is None:
+        n_classes = int(y.max()) + 1
+    sizes = (X.shape[1],) + tuple(hidden) + (n_classes,)
+    mlp = NumpyMLP(sizes, params=init_params, lr=lr, seed=seed, dtype=dtype)
+    for _ in range(epochs):
+        mlp.fit_epoch(X, y, batch_size)
+    return mlp.params
+
+
+def numpy_mlp_predict(params, X):
+    """Predicted class labels of a parameter list returned by numpy_mlp_fit."""
+    X = np.asarray(X, dtype=params[0].dtype)
+    logits, _ = mlp_forward(params, X)
+    return logits.argmax(axis=1)

@@ -1,0 +1,108 @@
+"""Thread configuration: one setting for fastnn's OpenMP kernels and the BLAS pool.
+
+fastnn's kernels take an explicit ``n_threads``; the Python layer resolves it
+here.  ``set_num_threads`` also limits the BLAS library (through threadpoolctl)
+that ``np.matmul`` uses, so the GEMMs and the fastnn kernels that take turns
+around them never oversubscribe the cores.
+"""
+import contextlib
+import numbers
+import os
+
+# Work (in elements) under which an element-wise kernel runs on one thread:
+# waking a sleeping OpenMP thread costs microseconds (milliseconds on a busy VM).
+PARALLEL_MIN_ELEMENTS = 65536
+
+_state = {"n": None}
+
+
+def _env_threads():
+    for var in ("FASTNN_NUM_THREADS", "OMP_NUM_THREADS"):
+        raw = os.environ.get(var)
+        if raw:
+            try:
+                value = int(raw.split(",")[0])
+            except ValueError:
+                continue
+            if value >= 1:
+                return value
+    return None
+
+
+def _default_threads():
+    try:
+        n = len(os.sched_getaffinity(0))
+    except (AttributeError, OSError):
+        n = os.cpu_count() or 1
+    env = _env_threads()
+    if env is not None:
+        n = min(n, env)
+    return max(1, n)
+
+
+def _validate(n):
+    if isinstance(n, bool) or not isinstance(n, numbers.Integral):
+        raise TypeError(f"n_threads must be a positive integer. Received: {n!r} of type {type(n).__name__}")
+    if n < 1:
+        raise ValueError(f"n_threads must be a positive integer (>= 1). Received: {n}")
+    return int(n)
+
+
+def get_num_threads():
+    """Number of threads fastnn's kernels (and the BLAS pool, once set) use."""
+    if _state["n"] is None:
+        _state["n"] = _default_threads()
+    return _state["n"]
+
+
+def _limit_blas(n):
+    from threadpoolctl import ThreadpoolController
+
+    ThreadpoolController().select(user_api="blas").limit(limits=n)
+
+
+def set_num_threads(n):
+    """Set the thread count for fastnn's kernels and the BLAS library together.
+
+    Parameters
+    ----------
+    n : int
+        Number of threads, at least 1.
+    """
+    n = _validate(n)
+    _state["n"] = n
+    _limit_blas(n)
+
+
+@contextlib.contextmanager
+def threads(n):
+    """Context manager: run fastnn (and BLAS) on ``n`` threads, then restore.
+
+    Examples
+    --------
+    >>> import fastnn as fn
+    >>> with fn.threads(1):
+    ...     pass
+    """
+    n = _validate(n)
+    from threadpoolctl import ThreadpoolController
+
+    controller = ThreadpoolController().select(user_api="blas")
+    saved_blas = [lib.num_threads for lib in controller.lib_controllers]
+    saved = _state["n"]
+    _state["n"] = n
+    controller.limit(limits=n)
+    try:
+        yield n
+    finally:
+        _state["n"] = saved
+        for lib, k in zip(controller.lib_controllers, saved_blas):
+            lib.set_num_threads(k)
+
+
+def n_threads_for(work):
+    """Thread count for a kernel over ``work`` elements (1 below the threshold)."""
+    if work < PARALLEL_MIN_ELEMENTS:
+        return 1
+    n = _state["n"]
+    return n if n is not None else get_num_threads()

@@ -1,0 +1,1 @@
+"""Private compiled kernels. Use :mod:`fastnn.ops` for the validated public API."""

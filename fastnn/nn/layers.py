@@ -1,0 +1,210 @@
+"""Dense layer and activation modules."""
+import numpy as np
+
+from fastnn import _checks as C
+from fastnn._config import n_threads_for
+from fastnn._kernels import _dense
+from fastnn.nn.module import Module, Parameter
+
+_MAX_BUFFER_SETS = 8
+
+
+class _Buffers:
+    """Per-layer work arrays keyed by (name, shape, dtype): allocated once, reused."""
+
+    __slots__ = ("_d",)
+
+    def __init__(self):
+        self._d = {}
+
+    def get(self, name, shape, dtype):
+        key = (name, shape, dtype)
+        a = self._d.get(key)
+        if a is None:
+            if len(self._d) >= 4 * _MAX_BUFFER_SETS:
+                self._d.clear()  # many batch shapes seen: don't grow without bound
+            a = self._d[key] = np.empty(shape, dtype)
+        return a
+
+
+def _check_input(x, dtype, features, who):
+    if not isinstance(x, np.ndarray):
+        raise TypeError(f"{who} expects a numpy array. Received: {type(x).__name__}")
+    if x.dtype != dtype:
+        raise TypeError(
+            f"{who} expects {dtype} input (the layer's dtype); received {x.dtype}. "
+            f"Convert with x.astype(np.{dtype}) or build the model with dtype=np.{x.dtype}"
+        )
+    if x.ndim != 2 or (features is not None and x.shape[1] != features):
+        expected = f"(n_samples, {features})" if features is not None else "(n_samples, n_features)"
+        raise ValueError(f"{who} expects input of shape {expected}. Received: {x.shape}")
+
+
+class Linear(Module):
+    """Fully connected layer ``y = x @ weight.T + bias`` (torch.nn.Linear).
+
+    Args:
+        in_features: size of each input sample.
+        out_features: size of each output sample.
+        bias: learn an additive bias (default True).
+        dtype: float32 (default) or float64, keyword-only.
+        seed: seed of the initialization (torch's default: uniform in
+            ``[-1/sqrt(in_features), 1/sqrt(in_features)]`` for weight and bias).
+
+    Input shape: ``(n_samples, in_features)`` of the layer's dtype.
+    Output shape: ``(n_samples, out_features)``.
+
+    Parameters are ``weight`` of shape (out_features, in_features) and ``bias`` of
+    shape (out_features,), so torch state_dicts load directly.
+    """
+
+    def __init__(self, in_features, out_features, bias=True, *, dtype=np.float32, seed=None):
+        super().__init__()
+        self.in_features = C.positive_int(in_features, "in_features")
+        self.out_features = C.positive_int(out_features, "out_features")
+        dt = C.float_dtype(dtype)
+        rng = np.random.default_rng(seed)
+        bound = 1.0 / np.sqrt(self.in_features)
+        self.weight = Parameter(rng.uniform(-bound, bound, (self.out_features, self.in_features)).astype(dt))
+        if bias:
+            self.bias = Parameter(rng.uniform(-bound, bound, self.out_features).astype(dt))
+        else:
+            self.bias = None
+        object.__setattr__(self, "_bufs", _Buffers())
+        object.__setattr__(self, "_saved", None)
+
+    def extra_repr(self):
+        return f"in_features={self.in_features}, out_features={self.out_features}, bias={self.bias is not None}"
+
+    def _forward(self, x, act=0, slope=0.0):
+        w = self.weight.data
+        _check_input(x, w.dtype, self.in_features, "Linear")
+        n = x.shape[0]
+        y = self._bufs.get("y", (n, self.out_features), w.dtype)
+        np.matmul(x, w.T, out=y)
+        b = self.bias.data if self.bias is not None else None
+        if b is not None or act != 0:
+            _dense.bias_act_forward(y, b, act, slope, n_threads_for(y.size))
+        object.__setattr__(self, "_saved", (x, y, act, slope))
+        return y
+
+    def _backward(self, grad_y, need_input_grad=True):
+        if self._saved is None:
+            raise RuntimeError("Linear.backward() called before forward()")
+        x, y, act, slope = self._saved
+        w = self.weight.data
+        if not isinstance(grad_y, np.ndarray) or grad_y.shape != y.shape:
+            raise ValueError(f"grad_y must have the output's shape {y.shape}. "
+                             f"Received: {getattr(grad_y, 'shape', type(grad_y).__name__)}")
+        if grad_y.dtype != w.dtype:
+            raise TypeError(f"grad_y must have dtype {w.dtype}. Received: {grad_y.dtype}")
+        if not grad_y.flags.c_contiguous:
+            grad_y = np.ascontiguousarray(grad_y)
+        nt = n_threads_for(y.size)
+        gb, gb_acc = (None, False) if self.bias is None else self.bias._grad_target()
+        if act == 0:
+            gz = grad_y
+            if gb is not None:
+                _dense.bias_grad(gz, gb, gb_acc, nt)
+        else:
+            gz = self._bufs.get("gz", y.shape, w.dtype)
+            _dense.act_backward_bias(grad_y, y, gz, gb, gb_acc, act, slope, nt)
+        gw, gw_acc = self.weight._grad_target()
+        if gw_acc:
+            tmp = self._bufs.get("gw", w.shape, w.dtype)
+            np.matmul(gz.T, x, out=tmp)
+            np.add(gw, tmp, out=gw)
+        else:
+            np.matmul(gz.T, x, out=gw)
+        if not need_input_grad:
+            return None
+        gx = self._bufs.get("gx", x.shape, w.dtype)
+        np.matmul(gz, w, out=gx)
+        return gx
+
+
+class _Activation(Module):
+    """Element-wise activation; the derivative is computed from the saved output."""
+
+    _name = "identity"
+
+    def __init__(self, negative_slope=0.0):
+        super().__init__()
+        object.__setattr__(self, "_code", _dense.ACTIVATIONS[self._name])
+        object.__setattr__(self, "_slope", float(negative_slope))
+        object.__setattr__(self, "_bufs", _Buffers())
+        object.__setattr__(self, "_saved", None)
+
+    def _forward(self, x):
+        if not isinstance(x, np.ndarray):
+            raise TypeError(f"{type(self).__name__} expects a numpy array. Received: {type(x).__name__}")
+        if x.dtype not in C.FLOAT_DTYPES:
+            raise TypeError(f"{type(self).__name__} expects float32 or float64 input. Received: {x.dtype}")
+        if not x.flags.c_contiguous:
+            x = np.ascontiguousarray(x)
+        y = self._bufs.get("y", x.shape, x.dtype)
+        _dense.act_forward(x.reshape(-1), y.reshape(-1), self._code, self._slope, n_threads_for(x.size))
+        object.__setattr__(self, "_saved", y)
+        return y
+
+    def _backward(self, grad_y, need_input_grad=True):
+        y = self._saved
+        if y is None:
+            raise RuntimeError(f"{type(self).__name__}.backward() called before forward()")
+        if not isinstance(grad_y, np.ndarray) or grad_y.shape != y.shape:
+            raise ValueError(f"grad_y must have the output's shape {y.shape}. "
+                             f"Received: {getattr(grad_y, 'shape', type(grad_y).__name__)}")
+        if grad_y.dtype != y.dtype:
+            raise TypeError(f"grad_y must have dtype {y.dtype}. Received: {grad_y.dtype}")
+        if not need_input_grad:
+            return None
+        if not grad_y.flags.c_contiguous:
+            grad_y = np.ascontiguousarray(grad_y)
+        gx = self._bufs.get("gx", y.shape, y.dtype)
+        _dense.act_backward(grad_y.reshape(-1), y.reshape(-1), gx.reshape(-1), self._code, self._slope,
+                            n_threads_for(y.size))
+        return gx
+
+
+class ReLU(_Activation):
+    """``max(x, 0)`` element-wise (torch.nn.ReLU). Any input shape."""
+
+    _name = "relu"
+
+    def __init__(self):
+        super().__init__()
+
+
+class LeakyReLU(_Activation):
+    """``x if x > 0 else negative_slope * x`` (torch.nn.LeakyReLU).
+
+    Args:
+        negative_slope: slope for negative inputs, >= 0 (the derivative is taken
+            from the output, which needs a non-negative slope). Default 0.01.
+    """
+
+    _name = "leaky_relu"
+
+    def __init__(self, negative_slope=0.01):
+        super().__init__(C.real(negative_slope, "negative_slope", low=0.0))
+
+    def extra_repr(self):
+        return f"negative_slope={self._slope}"
+
+
+class Sigmoid(_Activation):
+    """``1 / (1 + exp(-x))`` element-wise (torch.nn.Sigmoid)."""
+
+    _name = "sigmoid"
+
+    def __init__(self):
+        super().__init__()
+
+
+class Tanh(_Activation):
+    """``tanh(x)`` element-wise (torch.nn.Tanh)."""
+
+    _name = "tanh"
+
+    def __init__(self):
+        super().__init__()

@@ -1,0 +1,294 @@
+"""Parameter, Module and Sequential.
+
+A Module's public ``forward``/``backward`` return arrays the caller owns.  The
+built-in layers implement ``_forward``/``_backward``, which work in per-layer
+buffers (keyed by batch shape) and return them; ``fit`` and Sequential chain
+these directly, so a training step after the first allocates nothing.  User
+subclasses implement ``forward``/``backward`` as usual and still compose.
+"""
+from collections import OrderedDict
+
+import numpy as np
+
+from fastnn import _checks as C
+
+
+class Parameter:
+    """A trainable array and its gradient.
+
+    Parameters
+    ----------
+    data : ndarray (float32 or float64)
+        The values (kept as a C-contiguous array; shared when already contiguous).
+
+    Attributes
+    ----------
+    data : ndarray
+    grad : ndarray
+        Same shape and dtype as ``data``; starts at zeros.  ``backward`` calls
+        accumulate into it (as in torch); ``zero_grad`` resets it.
+    """
+
+    __slots__ = ("data", "_grad", "_grad_zero")
+
+    def __init__(self, data):
+        data = np.asarray(data)
+        if data.dtype not in C.FLOAT_DTYPES:
+            raise TypeError(f"Parameter data must be float32 or float64. Received dtype: {data.dtype}")
+        self.data = np.ascontiguousarray(data)
+        self._grad = np.zeros_like(self.data)
+        # True: .grad is logically zero and has not been written yet, so the next
+        # backward may overwrite it instead of accumulating (no zero-fill pass).
+        self._grad_zero = False
+
+    @property
+    def grad(self):
+        if self._grad_zero:
+            self._grad[...] = 0
+            self._grad_zero = False
+        return self._grad
+
+    @grad.setter
+    def grad(self, value):
+        self._grad = value
+        self._grad_zero = False
+
+    @property
+    def shape(self):
+        return self.data.shape
+
+    @property
+    def dtype(self):
+        return self.data.dtype
+
+    @property
+    def size(self):
+        return self.data.size
+
+    def zero_grad(self):
+        self._grad_zero = True
+
+    def _grad_target(self):
+        """(array, accumulate) for a kernel that produces this parameter's gradient."""
+        g = self._grad
+        d = self.data
+        if not isinstance(g, np.ndarray) or g.shape != d.shape or g.dtype != d.dtype \
+                or not g.flags.c_contiguous or not g.flags.writeable:
+            raise ValueError(
+                f"Parameter.grad must be a writeable C-contiguous {d.dtype} array of shape {d.shape}; "
+                f"received {type(g).__name__} {getattr(g, 'dtype', '')} {getattr(g, 'shape', '')}"
+            )
+        if self._grad_zero:
+            self._grad_zero = False
+            return g, False
+        return g, True
+
+    def __repr__(self):
+        return f"Parameter(shape={self.data.shape}, dtype={self.data.dtype})"
+
+
+class Module:
+    """Base class of layers and models.
+
+    Subclasses set Parameters and sub-Modules as attributes (registered in order)
+    and implement ``forward(x)`` and ``backward(grad_y)``.
+    """
+
+    def __init__(self):
+        object.__setattr__(self, "_parameters", OrderedDict())
+        object.__setattr__(self, "_modules", OrderedDict())
+        object.__setattr__(self, "training", True)
+
+    def __setattr__(self, name, value):
+        if "_parameters" not in self.__dict__:
+            raise AttributeError("Module.__init__() must be called before assigning attributes")
+        self._parameters.pop(name, None)
+        self._modules.pop(name, None)
+        if isinstance(value, Parameter):
+            self._parameters[name] = value
+        elif isinstance(value, Module):
+            self._modules[name] = value
+        object.__setattr__(self, name, value)
+
+    # -- forward / backward -------------------------------------------------
+    def forward(self, x):
+        """Compute the output for input ``x`` (returns a new array)."""
+        if type(self)._forward is Module._forward:
+            raise NotImplementedError(f"{type(self).__name__} must implement forward()")
+        return np.array(self._forward(x), copy=True)
+
+    def backward(self, grad_y):
+        """Back-propagate ``grad_y``: accumulate parameter gradients, return grad wrt input."""
+        if type(self)._backward is Module._backward:
+            raise NotImplementedError(f"{type(self).__name__} must implement backward()")
+        g = self._backward(grad_y, True)
+        return None if g is None else np.array(g, copy=True)
+
+    def _forward(self, x):
+        # Default for user modules: their own forward.
+        return self.forward(x)
+
+    def _backward(self, grad_y, need_input_grad=True):
+        return self.backward(grad_y)
+
+    def __call__(self, x):
+        return self.forward(x)
+
+    # -- parameters & modes ---------------------------------------------------
+    def named_parameters(self, prefix=""):
+        """Yield (name, Parameter) pairs, in registration order, with dotted names."""
+        for name, p in self._parameters.items():
+            yield prefix + name, p
+        for name, m in self._modules.items():
+            yield from m.named_parameters(prefix + name + ".")
+
+    def parameters(self):
+        """Yield every Parameter of this module and its sub-modules."""
+        for _, p in self.named_parameters():
+            yield p
+
+    def children(self):
+        return iter(self._modules.values())
+
+    def modules(self):
+        yield self
+        for m in self._modules.values():
+            yield from m.modules()
+
+    def zero_grad(self):
+        """Reset every parameter gradient to zero."""
+        for p in self.parameters():
+            p._grad_zero = True
+
+    def train(self, mode=True):
+        for m in self.modules():
+            object.__setattr__(m, "training", bool(mode))
+        return self
+
+    def eval(self):
+        return self.train(False)
+
+    # -- state ------------------------------------------------------------------
+    def _named_state(self, prefix=""):
+        """Arrays that make up the state_dict (parameters, and buffers in subclasses)."""
+        for name, p in self._parameters.items():
+            yield prefix + name, p.data
+        for name, m in self._modules.items():
+            yield from m._named_state(prefix + name + ".")
+
+    def state_dict(self):
+        """Copies of every parameter (and buffer), keyed like torch ("0.weight", ...)."""
+        return OrderedDict((k, v.copy()) for k, v in self._named_state())
+
+    def load_state_dict(self, state_dict, strict=True):
+        """Copy values into the model's arrays.
+
+        Everything is validated before anything is written: on a missing or
+        unexpected key (with ``strict``), a wrong shape or a non-numeric value the
+        model is left unchanged.  Values may be NumPy arrays or anything with
+        ``__array__`` (torch tensors); they are cast to the model's dtype.
+        """
+        if not hasattr(state_dict, "keys"):
+            raise TypeError(f"state_dict must be a mapping. Received: {type(state_dict).__name__}")
+        own = OrderedDict(self._named_state())
+        missing = [k for k in own if k not in state_dict]
+        unexpected = [k for k in state_dict if k not in own]
+        if strict and (missing or unexpected):
+            raise ValueError(
+                f"Error loading state_dict: missing keys {missing}, unexpected keys {unexpected}"
+            )
+        staged = []
+        for key, target in own.items():
+            if key not in state_dict:
+                continue
+            value = state_dict[key]
+            if hasattr(value, "detach"):
+                value = value.detach().cpu().numpy()
+            value = np.asarray(value)
+            if value.dtype.kind not in "fiub":
+                raise TypeError(f"state_dict[{key!r}] must be numeric. Received dtype: {value.dtype}")
+            if value.shape != target.shape:
+                raise ValueError(
+                    f"state_dict[{key!r}] has shape {value.shape}; the model expects {target.shape}"
+                )
+            staged.append((target, value))
+        for target, value in staged:
+            np.copyto(target, value, casting="unsafe")
+        return {"missing_keys": missing, "unexpected_keys": unexpected}
+
+    def extra_repr(self):
+        return ""
+
+    def __repr__(self):
+        lines = [f"{type(self).__name__}({self.extra_repr()}"]
+        for name, m in self._modules.items():
+            lines.append(f"  ({name}): " + repr(m).replace("\n", "\n  "))
+        return "\n".join(lines) + ("\n)" if len(lines) > 1 else ")")
+
+
+class Sequential(Module):
+    """A chain of modules; ``Sequential(Linear, ReLU, Linear)`` as in torch.
+
+    state_dict keys are ``"<index>.<name>"``.  A Linear followed directly by an
+    activation module (ReLU, LeakyReLU, Sigmoid, Tanh) runs as one fused layer:
+    the activation is applied in the Linear's bias epilogue.
+    """
+
+    def __init__(self, *modules):
+        super().__init__()
+        for i, m in enumerate(modules):
+            if not isinstance(m, Module):
+                raise TypeError(f"Sequential expects Module instances. Received at index {i}: {type(m).__name__}")
+            setattr(self, str(i), m)
+        self._plan = None
+
+    def __len__(self):
+        return len(self._modules)
+
+    def __getitem__(self, i):
+        return list(self._modules.values())[i]
+
+    def __iter__(self):
+        return iter(self._modules.values())
+
+    def append(self, module):
+        if not isinstance(module, Module):
+            raise TypeError(f"Sequential.append expects a Module. Received: {type(module).__name__}")
+        setattr(self, str(len(self._modules)), module)
+        self._plan = None
+        return self
+
+    def _build_plan(self):
+        from fastnn.nn.layers import Linear, _Activation
+
+        mods = list(self._modules.values())
+        plan, i = [], 0
+        while i < len(mods):
+            m = mods[i]
+            nxt = mods[i + 1] if i + 1 < len(mods) else None
+            if type(m) is Linear and isinstance(nxt, _Activation):
+                plan.append((m, nxt))
+                i += 2
+            else:
+                plan.append((m, None))
+                i += 1
+        self._plan = plan
+        return plan
+
+    def _forward(self, x):
+        plan = self._plan or self._build_plan()
+        for m, act in plan:
+            if act is not None:
+                x = m._forward(x, act._code, act._slope)
+            else:
+                x = m._forward(x)
+        return x
+
+    def _backward(self, grad_y, need_input_grad=True):
+        plan = self._plan or self._build_plan()
+        g = grad_y
+        last = len(plan) - 1
+        for k in range(last, -1, -1):
+            m = plan[k][0]
+            g = m._backward(g, need_input_grad or k > 0)
+        return g

@@ -1,0 +1,4 @@
+"""Optimizers (torch.optim names, arguments and update rules)."""
+from fastnn.optim.optimizers import SGD, Adagrad, Adam, AdamW, Optimizer, RMSprop
+
+__all__ = ["Optimizer", "SGD", "Adagrad", "RMSprop", "Adam", "AdamW"]

@@ -1,0 +1,150 @@
+"""fastnn's configuration surface: version, show_config(), the threads API and its
+coupling to the BLAS pool through threadpoolctl."""
+import os
+
+import numpy as np
+import pytest
+
+import fastnn as fn
+from fastnn import ops
+
+
+def test_version_is_a_string():
+    assert isinstance(fn.__version__, str)
+    assert fn.__version__[0].isdigit()
+
+
+def test_show_config_keys_and_types():
+    cfg = fn.show_config()
+    assert isinstance(cfg, dict)
+    for key in ("version", "openmp", "num_threads", "blas", "simd"):
+        assert key in cfg, key
+    assert cfg["version"] == fn.__version__
+    assert isinstance(cfg["openmp"], bool)
+    assert isinstance(cfg["num_threads"], int) and not isinstance(cfg["num_threads"], bool)
+    assert cfg["num_threads"] == fn.get_num_threads()
+    assert cfg["num_threads"] >= 1
+    assert isinstance(cfg["simd"], str) and cfg["simd"]
+    assert cfg["blas"] is not None
+    assert isinstance(cfg["blas"], (list, dict, str))
+
+
+def test_show_config_follows_thread_setting():
+    with fn.threads(1):
+        assert fn.show_config()["num_threads"] == 1
+    with fn.threads(2):
+        assert fn.show_config()["num_threads"] == 2
+
+
+def test_get_num_threads_default_is_positive_int():
+    n = fn.get_num_threads()
+    assert isinstance(n, int) and not isinstance(n, bool)
+    assert n >= 1
+
+
+def test_set_get_roundtrip():
+    before = fn.get_num_threads()
+    try:
+        fn.set_num_threads(1)
+        assert fn.get_num_threads() == 1
+        fn.set_num_threads(2)
+        assert fn.get_num_threads() == 2
+    finally:
+        fn.set_num_threads(before)
+    assert fn.get_num_threads() == before
+
+
+def test_threads_context_restores():
+    before = fn.get_num_threads()
+    other = 1 if before != 1 else 2
+    with fn.threads(other):
+        assert fn.get_num_threads() == other
+        with fn.threads(3):
+            assert fn.get_num_threads() == 3
+        assert fn.get_num_threads() == other
+    assert fn.get_num_threads() == before
+
+
+def test_threads_context_restores_on_exception():
+    before = fn.get_num_threads()
+    other = 1 if before != 1 else 2
+    with pytest.raises(RuntimeError, match="boom"):
+        with fn.threads(other):
+            assert fn.get_num_threads() == other
+            raise RuntimeError("boom")
+    assert fn.get_num_threads() == before
+
+
+@pytest.mark.parametrize("bad", [0, -1])
+def test_set_num_threads_rejects_non_positive(bad):
+    before = fn.get_num_threads()
+    with pytest.raises(ValueError):
+        fn.set_num_threads(bad)
+    assert fn.get_num_threads() == before
+
+
+def test_set_num_threads_rejects_string():
+    before = fn.get_num_threads()
+    with pytest.raises(TypeError):
+        fn.set_num_threads("2")
+    assert fn.get_num_threads() == before
+
+
+@pytest.mark.parametrize("bad", [2.0, 1.5, None])
+def test_set_num_threads_rejects_non_int(bad):
+    before = fn.get_num_threads()
+    with pytest.raises((ValueError, TypeError)):
+        fn.set_num_threads(bad)
+    assert fn.get_num_threads() == before
+
+
+@pytest.mark.parametrize("bad", [0, -1])
+def test_threads_context_rejects_non_positive(bad):
+    before = fn.get_num_threads()
+    with pytest.raises((ValueError, TypeError)):
+        with fn.threads(bad):
+            pass
+    assert fn.get_num_threads() == before
+
+
+def _blas_threads():
+    threadpoolctl = pytest.importorskip("threadpoolctl")
+    info = [d for d in threadpoolctl.threadpool_info() if d.get("user_api") == "blas"]
+    if not info:
+        pytest.skip("no BLAS library visible to threadpoolctl")
+    return {d["num_threads"] for d in info}
+
+
+def test_blas_pool_follows_set_num_threads():
+    _blas_threads()  # skip early if not observable
+    before = fn.get_num_threads()
+    try:
+        fn.set_num_threads(1)
+        assert _blas_threads() == {1}
+        n = min(2, os.cpu_count() or 1)
+        fn.set_num_threads(n)
+        assert _blas_threads() == {n}
+    finally:
+        fn.set_num_threads(before)
+
+
+def test_blas_pool_follows_threads_context():
+    _blas_threads()
+    before_fn = fn.get_num_threads()
+    with fn.threads(1):
+        assert _blas_threads() == {1}
+    assert fn.get_num_threads() == before_fn
+    n = min(2, os.cpu_count() or 1)
+    with fn.threads(n):
+        assert _blas_threads() == {n}
+
+
+def test_threads_setting_does_not_change_results_type():
+    # smoke: a kernel runs under each setting and returns the input dtype
+    x = np.ones((4, 3), np.float32)
+    w = np.ones((2, 3), np.float32)
+    for n in (1, 2):
+        with fn.threads(n):
+            y = ops.linear(x, w)
+        assert y.dtype == np.float32
+        np.testing.assert_array_equal(y, np.full((4, 2), 3.0, np.float32))
