@@ -336,6 +336,7 @@ def test_no_allocation_after_first_steps():
     assert probe.peak is not None
     transient = probe.peak - probe.base
     growth = probe.current - probe.base
+    print(f"transient={transient} growth={growth} one_activation={one_activation}")
     assert transient < one_activation / 4, (
         f"steps 3..10 allocated up to {transient} bytes at once "
         f"(one activation is {one_activation} bytes)")
