@@ -51,11 +51,15 @@ def adam_step(params, grads, exp_avgs, exp_avg_sqs, *, step, lr=1e-3, beta1=0.9,
         m *= beta1
         m += (1.0 - beta1) * g
         v *= beta2
-        v += (1.0 - beta2) * (g * g)
+        tmp = g * g
+        tmp *= 1.0 - beta2
+        v += tmp
         denom = np.sqrt(v)
         denom /= bias_correction2_sqrt
         denom += eps
-        p -= step_size * (m / denom)
+        np.divide(m, denom, out=denom)      # the update direction, reusing the buffer
+        denom *= step_size
+        p -= denom
 
 
 def sgd_step(params, grads, momentum_buffers, *, lr, momentum=0.0, dampening=0.0,
@@ -75,7 +79,7 @@ def sgd_step(params, grads, momentum_buffers, *, lr, momentum=0.0, dampening=0.0
                 buf[...] = d_p
             else:
                 buf *= momentum
-                buf += (1.0 - dampening) * d_p
+                buf += d_p if dampening == 0.0 else (1.0 - dampening) * d_p
             if nesterov:
                 d_p = d_p + momentum * buf
             else:
@@ -91,21 +95,27 @@ def rmsprop_step(params, grads, square_avgs, *, lr=1e-2, alpha=0.99, eps=1e-8,
         if weight_decay != 0.0:
             g = g + weight_decay * p
         sq *= alpha
-        sq += (1.0 - alpha) * (g * g)
+        tmp = g * g
+        tmp *= 1.0 - alpha
+        sq += tmp
         if centered:
             ga = grad_avgs[i]
             ga += (1.0 - alpha) * (g - ga)          # lerp
-            avg = np.sqrt(sq - ga * ga)
+            np.multiply(ga, ga, out=tmp)
+            np.subtract(sq, tmp, out=tmp)
+            avg = np.sqrt(tmp, out=tmp)
         else:
-            avg = np.sqrt(sq)
+            avg = np.sqrt(sq, out=tmp)
         avg += eps
+        np.divide(g, avg, out=avg)
         if momentum > 0.0:
             buf = momentum_buffers[i]
             buf *= momentum
-            buf += g / avg
-            p -= lr * buf
+            buf += avg
+            np.multiply(buf, lr, out=avg)
         else:
-            p -= lr * (g / avg)
+            avg *= lr
+        p -= avg
 
 
 # ---------------------------------------------------------------------------

@@ -107,7 +107,7 @@ def linear_backward(grad_y, x, weight, y, activation=None, negative_slope=0.01):
     nt = n_threads_for(grad_y.size)
     if code == 0:
         grad_z = grad_y
-        _dense.bias_grad(grad_z, grad_bias, False, nt)
+        _dense.act_backward_bias(grad_z, None, None, grad_bias, False, 0, 0.0, nt)
     else:
         grad_z = np.empty_like(grad_y)
         _dense.act_backward_bias(grad_y, y, grad_z, grad_bias, False, code, slope, nt)
@@ -237,10 +237,7 @@ def gather_rows(X, indices, out=None):
     idx = np.ascontiguousarray(idx, dtype=np.intp)
     shape = (idx.shape[0],) + X.shape[1:]
     out = np.empty(shape, X.dtype) if out is None else C.check_out(out, shape, X.dtype)
-    row_bytes = X.dtype.itemsize * int(np.prod(X.shape[1:], dtype=np.int64))
-    src = X.reshape(X.shape[0], -1).view(np.uint8).reshape(X.shape[0], row_bytes)
-    dst = out.reshape(idx.shape[0], -1).view(np.uint8).reshape(idx.shape[0], row_bytes)
-    bad = _data.gather_rows(src, idx, dst, n_threads_for(out.size))
+    bad = _data.gather_rows(X, idx, out, n_threads_for(out.size))
     if bad:
         raise IndexError(f"indices must be in [0, {X.shape[0]}). Received values in [{idx.min()}, {idx.max()}]")
     return out

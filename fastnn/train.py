@@ -139,9 +139,6 @@ class _Batcher:
 
     def __init__(self, X, y):
         self.X, self.y = X, y
-        n = X.shape[0]
-        self.Xb_bytes = X.reshape(n, -1).view(np.uint8)
-        self.yb_bytes = y.reshape(n, -1).view(np.uint8)
         self.bufs = {}
 
     def get(self, idx):
@@ -150,10 +147,10 @@ class _Batcher:
         if bufs is None:
             xb = np.empty((k,) + self.X.shape[1:], self.X.dtype)
             yb = np.empty((k,) + self.y.shape[1:], self.y.dtype)
-            bufs = self.bufs[k] = (xb, yb, xb.reshape(k, -1).view(np.uint8), yb.reshape(k, -1).view(np.uint8))
-        xb, yb, xbytes, ybytes = bufs
-        _data.gather_rows(self.Xb_bytes, idx, xbytes, n_threads_for(xb.size))
-        _data.gather_rows(self.yb_bytes, idx, ybytes, 1)
+            bufs = self.bufs[k] = (xb, yb)
+        xb, yb = bufs
+        _data.gather_rows(self.X, idx, xb, n_threads_for(xb.size))
+        _data.gather_rows(self.y, idx, yb, 1)
         return xb, yb
 
 

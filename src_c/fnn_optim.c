@@ -10,8 +10,21 @@
 #include <math.h>
 #include "fastnn.h"
 
+/* One portable binary, several x86-64 levels: gcc emits a clone of each loop for
+ * x86-64-v4 (AVX-512), x86-64-v3 (AVX2/FMA) and the baseline, and the dynamic
+ * loader picks one for the running CPU (ifunc).  FASTNN_NO_CLONES=1 at build time,
+ * or a compiler without the attribute, gives the baseline only. */
+#if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__) && (__GNUC__ >= 12) \
+    && defined(__linux__) && !defined(FNN_NO_CLONES)
+#define FNN_CLONES __attribute__((target_clones("arch=x86-64-v4", "arch=x86-64-v3", "default")))
+#define FNN_HAVE_CLONES 1
+#else
+#define FNN_CLONES
+#define FNN_HAVE_CLONES 0
+#endif
+
 #define DEFINE_UPDATES(T, SUF, SQRT, MAX)                                                   \
-void fnn_sgd_##SUF(void *param, const void *grad, void *s0, void *s1, void *s2,             \
+FNN_CLONES void fnn_sgd_##SUF(void *param, const void *grad, void *s0, void *s1, void *s2,             \
                    ptrdiff_t n, const fnn_optim_args *a)                                    \
 {                                                                                           \
     T *restrict p = (T *)param;                                                             \
@@ -56,7 +69,7 @@ void fnn_sgd_##SUF(void *param, const void *grad, void *s0, void *s1, void *s2, 
     }                                                                                       \
 }                                                                                           \
                                                                                             \
-void fnn_adam_##SUF(void *param, const void *grad, void *s0, void *s1, void *s2,            \
+FNN_CLONES void fnn_adam_##SUF(void *param, const void *grad, void *s0, void *s1, void *s2,            \
                     ptrdiff_t n, const fnn_optim_args *a)                                   \
 {                                                                                           \
     T *restrict p = (T *)param;                                                             \
@@ -97,7 +110,7 @@ void fnn_adam_##SUF(void *param, const void *grad, void *s0, void *s1, void *s2,
     }                                                                                       \
 }                                                                                           \
                                                                                             \
-void fnn_adagrad_##SUF(void *param, const void *grad, void *s0, void *s1, void *s2,         \
+FNN_CLONES void fnn_adagrad_##SUF(void *param, const void *grad, void *s0, void *s1, void *s2,         \
                        ptrdiff_t n, const fnn_optim_args *a)                                \
 {                                                                                           \
     T *restrict p = (T *)param;                                                             \
@@ -113,7 +126,7 @@ void fnn_adagrad_##SUF(void *param, const void *grad, void *s0, void *s1, void *
     }                                                                                       \
 }                                                                                           \
                                                                                             \
-void fnn_rmsprop_##SUF(void *param, const void *grad, void *s0, void *s1, void *s2,         \
+FNN_CLONES void fnn_rmsprop_##SUF(void *param, const void *grad, void *s0, void *s1, void *s2,         \
                        ptrdiff_t n, const fnn_optim_args *a)                                \
 {                                                                                           \
     T *restrict p = (T *)param;                                                             \
@@ -153,14 +166,17 @@ DEFINE_UPDATES(double, f64, sqrt, fnn_maxd)
 
 const char *fnn_simd_path(void)
 {
-#if defined(__AVX512F__)
-    return "avx512 (compile-time)";
-#elif defined(__AVX2__)
-    return "avx2 (compile-time)";
+#if FNN_HAVE_CLONES
+    __builtin_cpu_init();
+    if (__builtin_cpu_supports("x86-64-v4"))
+        return "x86-64-v4 (AVX-512 clone)";
+    if (__builtin_cpu_supports("x86-64-v3"))
+        return "x86-64-v3 (AVX2/FMA clone)";
+    return "x86-64 baseline (SSE2 clone)";
 #elif defined(__x86_64__)
-    return "x86-64 baseline (SSE2, auto-vectorized)";
+    return "x86-64 baseline (SSE2)";
 #elif defined(__aarch64__)
-    return "aarch64 baseline (NEON, auto-vectorized)";
+    return "aarch64 baseline (NEON)";
 #else
     return "generic (auto-vectorized)";
 #endif

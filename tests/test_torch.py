@@ -88,7 +88,7 @@ def test_mse_gradients_match_torch(assert_close):
     model.zero_grad()
     loss = mse(model(X), Y)
     model.backward(mse.backward())
-    assert_close(loss, float(tloss), dtype=np.float64)
+    assert_close(loss, float(tloss.detach()), dtype=np.float64)
     tgrads = {k: p.grad.numpy() for k, p in tmodel.named_parameters()}
     for k, p in model.named_parameters():
         assert_close(p.grad, tgrads[k], err_msg=k)

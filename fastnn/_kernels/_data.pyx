@@ -1,30 +1,46 @@
-"""Row gather for shuffled minibatches: out[k, :] = X[idx[k], :].
+"""Row gather for shuffled minibatches: out[k] = X[idx[k]] along axis 0.
 
-Each output row is one contiguous memcpy; rows are split across threads when the
-batch is large enough.  An out-of-range index is counted (the row is zeroed) and
-the Python layer raises after the loop.
+Each output row is one contiguous memcpy (any dtype, any trailing shape); rows
+are split across threads when the batch is large enough.  An out-of-range
+index is counted (its row zeroed) and the Python layer raises after the loop.
 """
+cimport numpy as cnp
 from cython.parallel cimport prange
 from libc.string cimport memcpy, memset
+
+cnp.import_array()
 
 ctypedef Py_ssize_t intp_t
 
 
-def gather_rows(const unsigned char[:, ::1] X, const intp_t[::1] idx,
-                unsigned char[:, ::1] out, int n_threads):
-    """Byte-wise row gather (X and out viewed as uint8 rows of equal width).
-
-    Returns the number of out-of-range indices.
-    """
-    cdef Py_ssize_t n = idx.shape[0], rows = X.shape[0], w = X.shape[1], k, r
-    cdef Py_ssize_t bad = 0
-    if n == 0 or w == 0:
-        return 0
-    for k in prange(n, nogil=True, schedule="static", num_threads=n_threads):
+cdef Py_ssize_t _gather(const char *X, Py_ssize_t rows, Py_ssize_t w, const intp_t *idx,
+                        Py_ssize_t n, char *out, int n_threads) noexcept nogil:
+    cdef Py_ssize_t k, r, bad = 0
+    for k in prange(n, schedule="static", num_threads=n_threads):
         r = idx[k]
         if r < 0 or r >= rows:
             bad += 1
-            memset(&out[k, 0], 0, w)
+            memset(out + k * w, 0, w)
         else:
-            memcpy(&out[k, 0], &X[r, 0], w)
+            memcpy(out + k * w, X + r * w, w)
+    return bad
+
+
+def gather_rows(cnp.ndarray X, cnp.ndarray idx, cnp.ndarray out, int n_threads):
+    """out[k] = X[idx[k]] for C-contiguous X and out of one dtype, intp idx.
+
+    Returns the number of out-of-range indices.
+    """
+    cdef Py_ssize_t rows = cnp.PyArray_DIM(X, 0), n = cnp.PyArray_DIM(idx, 0), w
+    cdef const char *xp = <const char *>cnp.PyArray_DATA(X)
+    cdef const intp_t *ip = <const intp_t *>cnp.PyArray_DATA(idx)
+    cdef char *op = <char *>cnp.PyArray_DATA(out)
+    cdef Py_ssize_t bad
+    if n == 0:
+        return 0
+    w = cnp.PyArray_NBYTES(out) // n
+    if w == 0:
+        return 0
+    with nogil:
+        bad = _gather(xp, rows, w, ip, n, op, n_threads)
     return bad

@@ -14,9 +14,12 @@ loop.  Rows are split across threads for the forward pass; the backward pass
 splits *columns* into blocks so that each thread owns its slice of the bias
 gradient and no reduction across threads is needed.  Kernels never raise.
 """
+cimport numpy as cnp
 from cython cimport floating
 from cython.parallel cimport prange
 from libc.math cimport exp, expf, tanh, tanhf
+
+cnp.import_array()
 
 cdef enum:
     ACT_IDENTITY = 0
@@ -112,60 +115,101 @@ cdef void _dact_row(floating *gz, const floating *gy, const floating *y, Py_ssiz
             gz[j] = gy[j] * (1 - v * v)
 
 
-def bias_act_forward(floating[:, ::1] y, const floating[::1] bias, int act, double slope,
-                     int n_threads):
-    """In place: y = act(y + bias), row by row (bias may be None)."""
-    cdef Py_ssize_t n = y.shape[0], m = y.shape[1], i
-    cdef const floating *b = NULL
-    cdef floating s = <floating>slope
+
+cdef inline bint _is_f64(cnp.ndarray a) noexcept:
+    return cnp.PyArray_TYPE(a) == cnp.NPY_DOUBLE
+
+
+cdef inline void *_data(object a) noexcept:
+    return NULL if a is None else cnp.PyArray_DATA(<cnp.ndarray>a)
+
+
+cdef void _bias_act_rows(floating *y, const floating *b, Py_ssize_t n, Py_ssize_t m, int act,
+                         floating slope, int n_threads) noexcept nogil:
+    cdef Py_ssize_t i
+    for i in prange(n, schedule="static", num_threads=n_threads):
+        _act_row(y + i * m, y + i * m, b, m, act, slope)
+
+
+def bias_act_forward(cnp.ndarray y, object bias, int act, double slope, int n_threads):
+    """In place on a C-contiguous 2-D y: y = act(y + bias) (bias may be None)."""
+    cdef Py_ssize_t n = cnp.PyArray_DIM(y, 0), m = cnp.PyArray_DIM(y, 1)
+    cdef void *yp = cnp.PyArray_DATA(y)
+    cdef void *bp = _data(bias)
     if n == 0 or m == 0:
         return
-    if bias is not None:
-        b = &bias[0]
-    for i in prange(n, nogil=True, schedule="static", num_threads=n_threads):
-        _act_row(&y[i, 0], &y[i, 0], b, m, act, s)
+    cdef bint f64 = _is_f64(y)
+    with nogil:
+        if f64:
+            _bias_act_rows(<double *>yp, <const double *>bp, n, m, act, slope, n_threads)
+        else:
+            _bias_act_rows(<float *>yp, <const float *>bp, n, m, act, <float>slope, n_threads)
 
 
-def act_forward(const floating[::1] x, floating[::1] out, int act, double slope, int n_threads):
-    """out = act(x) on flat arrays (out may be x)."""
-    cdef Py_ssize_t n = x.shape[0], chunk, c, nc, lo, hi
-    cdef floating s = <floating>slope
+cdef void _act_flat(floating *out, const floating *x, Py_ssize_t n, int act, floating slope,
+                    int n_threads) noexcept nogil:
+    cdef Py_ssize_t chunk = 16384, nc = (n + chunk - 1) // chunk, c, lo
+    for c in prange(nc, schedule="static", num_threads=n_threads):
+        lo = c * chunk
+        _act_row(out + lo, x + lo, <const floating *>NULL, min(chunk, n - lo), act, slope)
+
+
+def act_forward(cnp.ndarray x, cnp.ndarray out, int act, double slope, int n_threads):
+    """out = act(x) element-wise on C-contiguous arrays of equal size (out may be x)."""
+    cdef Py_ssize_t n = cnp.PyArray_SIZE(x)
+    cdef void *xp = cnp.PyArray_DATA(x)
+    cdef void *op = cnp.PyArray_DATA(out)
     if n == 0:
         return
-    chunk = 16384
-    nc = (n + chunk - 1) // chunk
-    for c in prange(nc, nogil=True, schedule="static", num_threads=n_threads):
+    cdef bint f64 = _is_f64(x)
+    with nogil:
+        if f64:
+            _act_flat(<double *>op, <const double *>xp, n, act, slope, n_threads)
+        else:
+            _act_flat(<float *>op, <const float *>xp, n, act, <float>slope, n_threads)
+
+
+cdef void _dact_flat(floating *out, const floating *gy, const floating *y, Py_ssize_t n, int act,
+                     floating slope, int n_threads) noexcept nogil:
+    cdef Py_ssize_t chunk = 16384, nc = (n + chunk - 1) // chunk, c, lo
+    for c in prange(nc, schedule="static", num_threads=n_threads):
         lo = c * chunk
-        hi = min(lo + chunk, n)
-        _act_row(&out[lo], &x[lo], NULL, hi - lo, act, s)
+        _dact_row(out + lo, gy + lo, y + lo, min(chunk, n - lo), act, slope)
 
 
-def act_backward(const floating[::1] grad_y, const floating[::1] y, floating[::1] out,
-                 int act, double slope, int n_threads):
-    """out = grad_y * act'(y) on flat arrays (out may be grad_y)."""
-    cdef Py_ssize_t n = y.shape[0], chunk, c, nc, lo, hi
-    cdef floating s = <floating>slope
+def act_backward(cnp.ndarray grad_y, cnp.ndarray y, cnp.ndarray out, int act, double slope,
+                 int n_threads):
+    """out = grad_y * act'(y) element-wise (out may be grad_y)."""
+    cdef Py_ssize_t n = cnp.PyArray_SIZE(y)
+    cdef void *gp = cnp.PyArray_DATA(grad_y)
+    cdef void *yp = cnp.PyArray_DATA(y)
+    cdef void *op = cnp.PyArray_DATA(out)
     if n == 0:
         return
-    chunk = 16384
-    nc = (n + chunk - 1) // chunk
-    for c in prange(nc, nogil=True, schedule="static", num_threads=n_threads):
-        lo = c * chunk
-        hi = min(lo + chunk, n)
-        _dact_row(&out[lo], &grad_y[lo], &y[lo], hi - lo, act, s)
+    cdef bint f64 = _is_f64(y)
+    with nogil:
+        if f64:
+            _dact_flat(<double *>op, <const double *>gp, <const double *>yp, n, act, slope, n_threads)
+        else:
+            _dact_flat(<float *>op, <const float *>gp, <const float *>yp, n, act, <float>slope, n_threads)
 
 
-cdef void _col_block(const floating[:, ::1] gy, const floating[:, ::1] y,
-                     floating[:, ::1] gz, floating *gb, bint accumulate, int act,
-                     floating slope, Py_ssize_t c0, Py_ssize_t c1) noexcept nogil:
+cdef void _col_block(const floating *gy, const floating *y, floating *gz, floating *gb,
+                     Py_ssize_t n, Py_ssize_t m, bint accumulate, int act, floating slope,
+                     Py_ssize_t c0, Py_ssize_t c1) noexcept nogil:
+    """Columns [c0, c1): gz = gy * act'(y) (skipped when gz is NULL: identity) and
+    gb (+)= column sums of gz, accumulated in double."""
     cdef double acc[COL_BLOCK_MAX]
-    cdef Py_ssize_t n = gy.shape[0], w = c1 - c0, i, j
-    cdef floating *row
+    cdef Py_ssize_t w = c1 - c0, i, j
+    cdef const floating *row
     for j in range(w):
         acc[j] = 0.0
     for i in range(n):
-        row = &gz[i, c0]
-        _dact_row(row, &gy[i, c0], &y[i, c0], w, act, slope)
+        if gz != NULL:
+            _dact_row(gz + i * m + c0, gy + i * m + c0, y + i * m + c0, w, act, slope)
+            row = gz + i * m + c0
+        else:
+            row = gy + i * m + c0
         for j in range(w):
             acc[j] += row[j]
     if gb != NULL:
@@ -177,63 +221,40 @@ cdef void _col_block(const floating[:, ::1] gy, const floating[:, ::1] y,
                 gb[c0 + j] = <floating>acc[j]
 
 
-def act_backward_bias(const floating[:, ::1] grad_y, const floating[:, ::1] y,
-                      floating[:, ::1] grad_z_out, floating[::1] grad_bias_out,
+cdef void _act_bias_cols(const floating *gy, const floating *y, floating *gz, floating *gb,
+                         Py_ssize_t n, Py_ssize_t m, bint accumulate, int act, floating slope,
+                         int n_threads) noexcept nogil:
+    cdef Py_ssize_t width, nb, blk, c0
+    width = (m + n_threads - 1) // n_threads
+    width = ((width + 15) // 16) * 16
+    if width > COL_BLOCK_MAX:
+        width = COL_BLOCK_MAX
+    nb = (m + width - 1) // width
+    for blk in prange(nb, schedule="static", num_threads=n_threads):
+        c0 = blk * width
+        _col_block(gy, y, gz, gb, n, m, accumulate, act, slope, c0, min(c0 + width, m))
+
+
+def act_backward_bias(cnp.ndarray grad_y, object y, object grad_z_out, object grad_bias_out,
                       bint accumulate, int act, double slope, int n_threads):
     """grad_z = grad_y * act'(y) and grad_bias (+)= grad_z.sum(axis=0), in one pass.
 
-    grad_z_out may be grad_y itself (in place).  grad_bias_out may be None.
-    Columns are split into blocks; each block is owned by one thread.
+    2-D C-contiguous arrays.  grad_z_out=None means the identity activation (only
+    the bias gradient is computed, from grad_y); grad_bias_out may be None.
+    Columns are split into blocks, each owned by one thread.
     """
-    cdef Py_ssize_t m = y.shape[1], width, nb, blk, c0, c1
-    cdef floating s = <floating>slope
-    cdef floating *gb = NULL
-    if m == 0:
+    cdef Py_ssize_t n = cnp.PyArray_DIM(grad_y, 0), m = cnp.PyArray_DIM(grad_y, 1)
+    cdef void *gp = cnp.PyArray_DATA(grad_y)
+    cdef void *yp = _data(y)
+    cdef void *zp = _data(grad_z_out)
+    cdef void *bp = _data(grad_bias_out)
+    if m == 0 or (zp == NULL and bp == NULL):
         return
-    if grad_bias_out is not None:
-        gb = &grad_bias_out[0]
-    width = (m + n_threads - 1) // n_threads
-    width = ((width + 15) // 16) * 16
-    if width > COL_BLOCK_MAX:
-        width = COL_BLOCK_MAX
-    nb = (m + width - 1) // width
-    for blk in prange(nb, nogil=True, schedule="static", num_threads=n_threads):
-        c0 = blk * width
-        c1 = min(c0 + width, m)
-        _col_block(grad_y, y, grad_z_out, gb, accumulate, act, s, c0, c1)
-
-
-def bias_grad(const floating[:, ::1] grad_z, floating[::1] grad_bias_out, bint accumulate,
-              int n_threads):
-    """grad_bias (+)= grad_z.sum(axis=0) in double, column blocks across threads."""
-    cdef Py_ssize_t m = grad_z.shape[1], width, nb, blk, c0, c1
-    if m == 0:
-        return
-    width = (m + n_threads - 1) // n_threads
-    width = ((width + 15) // 16) * 16
-    if width > COL_BLOCK_MAX:
-        width = COL_BLOCK_MAX
-    nb = (m + width - 1) // width
-    for blk in prange(nb, nogil=True, schedule="static", num_threads=n_threads):
-        c0 = blk * width
-        c1 = min(c0 + width, m)
-        _sum_cols(grad_z, &grad_bias_out[0], accumulate, c0, c1)
-
-
-cdef void _sum_cols(const floating[:, ::1] g, floating *out, bint accumulate,
-                    Py_ssize_t c0, Py_ssize_t c1) noexcept nogil:
-    cdef double acc[COL_BLOCK_MAX]
-    cdef Py_ssize_t n = g.shape[0], w = c1 - c0, i, j
-    cdef const floating *row
-    for j in range(w):
-        acc[j] = 0.0
-    for i in range(n):
-        row = &g[i, c0]
-        for j in range(w):
-            acc[j] += row[j]
-    if accumulate:
-        for j in range(w):
-            out[c0 + j] = <floating>(out[c0 + j] + acc[j])
-    else:
-        for j in range(w):
-            out[c0 + j] = <floating>acc[j]
+    cdef bint f64 = _is_f64(grad_y)
+    with nogil:
+        if f64:
+            _act_bias_cols(<const double *>gp, <const double *>yp, <double *>zp, <double *>bp,
+                           n, m, accumulate, act, slope, n_threads)
+        else:
+            _act_bias_cols(<const float *>gp, <const float *>yp, <float *>zp, <float *>bp,
+                           n, m, accumulate, act, <float>slope, n_threads)

@@ -8,11 +8,15 @@ buffer with its sum, then one scaling pass.  Subtracting the row max keeps huge
 logits finite.  Sums are accumulated in double.  Labels out of range are not
 raised from nogil code: the row is skipped and counted, and the Python layer
 raises after the loop.  Rows are split across threads; the loss sum is an
-OpenMP reduction.
+OpenMP reduction.  Entry points take validated C-contiguous ndarrays and
+dispatch on dtype to fused-type cores on raw pointers (low per-call overhead).
 """
+cimport numpy as cnp
 from cython cimport floating
 from cython.parallel cimport prange
 from libc.math cimport exp, log
+
+cnp.import_array()
 
 ctypedef Py_ssize_t intp_t
 
@@ -34,85 +38,113 @@ cdef inline double _softmax_row(const floating *z, floating *g, Py_ssize_t c,
     return log(s) + m
 
 
-def softmax_ce_labels(const floating[:, ::1] logits, const intp_t[::1] target,
-                      floating[:, ::1] grad_out, double scale, int n_threads):
-    """Cross-entropy with integer labels.
 
-    grad_out = scale * (softmax(logits) - onehot(target)); returns
-    (sum of per-row losses, number of correct argmax predictions, number of bad labels).
-    """
-    cdef Py_ssize_t n = logits.shape[0], c = logits.shape[1], i, j, t, am
+cdef void _ce_labels(const floating *z, const intp_t *t, floating *grad, Py_ssize_t n, Py_ssize_t c,
+                     double scale, int n_threads, double *total_out, Py_ssize_t *correct_out,
+                     Py_ssize_t *bad_out) noexcept nogil:
+    cdef Py_ssize_t i, j, ti, am
     cdef double total = 0.0, lse, inv
     cdef Py_ssize_t correct = 0, bad = 0
     cdef floating *g
-    for i in prange(n, nogil=True, schedule="static", num_threads=n_threads):
-        t = target[i]
-        g = &grad_out[i, 0]
-        if t < 0 or t >= c:
+    cdef const floating *zi
+    for i in prange(n, schedule="static", num_threads=n_threads):
+        ti = t[i]
+        g = grad + i * c
+        zi = z + i * c
+        if ti < 0 or ti >= c:
             bad += 1
             for j in range(c):
                 g[j] = 0
             continue
-        lse = _softmax_row(&logits[i, 0], g, c, &am)
-        total += lse - logits[i, t]
-        if am == t:
+        lse = _softmax_row(zi, g, c, &am)
+        total += lse - zi[ti]
+        if am == ti:
             correct += 1
-        inv = scale * exp(-(lse - logits[i, am]))   # scale / sum(exp(z - max))
+        inv = scale * exp(-(lse - zi[am]))   # scale / sum(exp(z - max))
         for j in range(c):
             g[j] = <floating>(g[j] * inv)
-        g[t] = <floating>(g[t] - scale)
+        g[ti] = <floating>(g[ti] - scale)
+    total_out[0] = total
+    correct_out[0] = correct
+    bad_out[0] = bad
+
+
+def softmax_ce_labels(cnp.ndarray logits, cnp.ndarray target, cnp.ndarray grad_out, double scale,
+                      int n_threads):
+    """Cross-entropy with integer (intp) labels, logits and grad_out (N, C) C-contiguous.
+
+    grad_out = scale * (softmax(logits) - onehot(target)); returns
+    (sum of per-row losses, number of correct argmax predictions, number of bad labels).
+    """
+    cdef Py_ssize_t n = cnp.PyArray_DIM(logits, 0), c = cnp.PyArray_DIM(logits, 1)
+    cdef void *zp = cnp.PyArray_DATA(logits)
+    cdef const intp_t *tp = <const intp_t *>cnp.PyArray_DATA(target)
+    cdef void *gp = cnp.PyArray_DATA(grad_out)
+    cdef double total = 0.0
+    cdef Py_ssize_t correct = 0, bad = 0
+    cdef bint f64 = cnp.PyArray_TYPE(logits) == cnp.NPY_DOUBLE
+    with nogil:
+        if f64:
+            _ce_labels(<const double *>zp, tp, <double *>gp, n, c, scale, n_threads, &total, &correct, &bad)
+        else:
+            _ce_labels(<const float *>zp, tp, <float *>gp, n, c, scale, n_threads, &total, &correct, &bad)
     return total, correct, bad
 
 
-def softmax_ce_probs(const floating[:, ::1] logits, const floating[:, ::1] target,
-                     floating[:, ::1] grad_out, double scale, int n_threads):
-    """Cross-entropy with probability targets: loss_i = -sum_j p_ij log softmax_ij.
-
-    grad_out = scale * (softmax * sum_j p_ij - p); returns (loss sum, correct count)
-    where a row is correct when argmax(logits) == argmax(target).
-    """
-    cdef Py_ssize_t n = logits.shape[0], c = logits.shape[1], i, j, am, tm
+cdef void _ce_probs(const floating *z, const floating *target, floating *grad, Py_ssize_t n,
+                    Py_ssize_t c, double scale, int n_threads, double *total_out,
+                    Py_ssize_t *correct_out) noexcept nogil:
+    cdef Py_ssize_t i, j, am, tm
     cdef double total = 0.0, lse, inv, psum, pz
     cdef Py_ssize_t correct = 0
     cdef floating *g
     cdef const floating *p
-    for i in prange(n, nogil=True, schedule="static", num_threads=n_threads):
-        g = &grad_out[i, 0]
-        p = &target[i, 0]
-        lse = _softmax_row(&logits[i, 0], g, c, &am)
+    cdef const floating *zi
+    for i in prange(n, schedule="static", num_threads=n_threads):
+        g = grad + i * c
+        p = target + i * c
+        zi = z + i * c
+        lse = _softmax_row(zi, g, c, &am)
         psum = 0.0
         pz = 0.0
         tm = 0
         for j in range(c):
             psum = psum + p[j]
-            pz = pz + p[j] * logits[i, j]
+            pz = pz + p[j] * zi[j]
             if p[j] > p[tm]:
                 tm = j
         total += lse * psum - pz
         if am == tm:
             correct += 1
-        inv = scale * psum * exp(-(lse - logits[i, am]))
+        inv = scale * psum * exp(-(lse - zi[am]))
         for j in range(c):
             g[j] = <floating>(g[j] * inv - scale * p[j])
+    total_out[0] = total
+    correct_out[0] = correct
+
+
+def softmax_ce_probs(cnp.ndarray logits, cnp.ndarray target, cnp.ndarray grad_out, double scale,
+                     int n_threads):
+    """Cross-entropy with probability targets: loss_i = -sum_j p_ij log softmax_ij.
+
+    grad_out = scale * (softmax * sum_j p_ij - p); returns (loss sum, correct count)
+    where a row is correct when argmax(logits) == argmax(target).
+    """
+    cdef Py_ssize_t n = cnp.PyArray_DIM(logits, 0), c = cnp.PyArray_DIM(logits, 1)
+    cdef void *zp = cnp.PyArray_DATA(logits)
+    cdef void *tp = cnp.PyArray_DATA(target)
+    cdef void *gp = cnp.PyArray_DATA(grad_out)
+    cdef double total = 0.0
+    cdef Py_ssize_t correct = 0
+    cdef bint f64 = cnp.PyArray_TYPE(logits) == cnp.NPY_DOUBLE
+    with nogil:
+        if f64:
+            _ce_probs(<const double *>zp, <const double *>tp, <double *>gp, n, c, scale, n_threads,
+                      &total, &correct)
+        else:
+            _ce_probs(<const float *>zp, <const float *>tp, <float *>gp, n, c, scale, n_threads,
+                      &total, &correct)
     return total, correct
-
-
-def mse(const floating[::1] pred, const floating[::1] target, floating[::1] grad_out,
-        double scale, int n_threads):
-    """grad_out = scale * (pred - target); returns sum((pred - target)^2) in double."""
-    cdef Py_ssize_t n = pred.shape[0], c, nc, lo, hi, j
-    cdef Py_ssize_t chunk = 8192
-    cdef double total = 0.0, part, d
-    cdef floating s = <floating>scale
-    if n == 0:
-        return 0.0
-    nc = (n + chunk - 1) // chunk
-    for c in prange(nc, nogil=True, schedule="static", num_threads=n_threads):
-        lo = c * chunk
-        hi = min(lo + chunk, n)
-        part = _mse_span(&pred[lo], &target[lo], &grad_out[lo], hi - lo, s)
-        total += part
-    return total
 
 
 cdef double _mse_span(const floating *p, const floating *t, floating *g, Py_ssize_t n,
@@ -125,3 +157,31 @@ cdef double _mse_span(const floating *p, const floating *t, floating *g, Py_ssiz
         g[j] = s * d
         acc += <double>d * d
     return acc
+
+
+cdef double _mse(const floating *p, const floating *t, floating *g, Py_ssize_t n, floating s,
+                 int n_threads) noexcept nogil:
+    cdef Py_ssize_t chunk = 8192, nc = (n + chunk - 1) // chunk, c, lo
+    cdef double total = 0.0
+    for c in prange(nc, schedule="static", num_threads=n_threads):
+        lo = c * chunk
+        total += _mse_span(p + lo, t + lo, g + lo, min(chunk, n - lo), s)
+    return total
+
+
+def mse(cnp.ndarray pred, cnp.ndarray target, cnp.ndarray grad_out, double scale, int n_threads):
+    """grad_out = scale * (pred - target); returns sum((pred - target)^2) in double."""
+    cdef Py_ssize_t n = cnp.PyArray_SIZE(pred)
+    cdef void *pp = cnp.PyArray_DATA(pred)
+    cdef void *tp = cnp.PyArray_DATA(target)
+    cdef void *gp = cnp.PyArray_DATA(grad_out)
+    cdef double total = 0.0
+    cdef bint f64 = cnp.PyArray_TYPE(pred) == cnp.NPY_DOUBLE
+    if n == 0:
+        return 0.0
+    with nogil:
+        if f64:
+            total = _mse(<const double *>pp, <const double *>tp, <double *>gp, n, scale, n_threads)
+        else:
+            total = _mse(<const float *>pp, <const float *>tp, <float *>gp, n, <float>scale, n_threads)
+    return total

@@ -105,7 +105,7 @@ class Linear(Module):
         if act == 0:
             gz = grad_y
             if gb is not None:
-                _dense.bias_grad(gz, gb, gb_acc, nt)
+                _dense.act_backward_bias(gz, None, None, gb, gb_acc, 0, 0.0, nt)
         else:
             gz = self._bufs.get("gz", y.shape, w.dtype)
             _dense.act_backward_bias(grad_y, y, gz, gb, gb_acc, act, slope, nt)

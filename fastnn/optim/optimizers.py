@@ -42,6 +42,8 @@ class Optimizer:
         self.defaults = dict(defaults)
         self.step_count = 0
         self.state = [self._init_state(p) for p in params]
+        self.state_dtype = [p.data.dtype for p in params]
+        self._cache = None
         # Parameters grouped by dtype: one kernel call per group.
         self._groups = {}
         for i, p in enumerate(params):
@@ -86,24 +88,54 @@ class Optimizer:
             if g.dtype != d.dtype:
                 raise TypeError(f"params[{i}].grad has dtype {g.dtype}; expected the parameter's dtype {d.dtype}")
             if not g.flags.c_contiguous:
-                g = np.ascontiguousarray(g)
+                raise ValueError(f"params[{i}].grad must be C-contiguous")
+            if d.dtype != self.state_dtype[i]:
+                raise TypeError(f"params[{i}] changed dtype from {self.state_dtype[i]} to {d.dtype}")
             grads.append(g)
         return grads
 
-    def step(self):
-        """Update every parameter in place from its ``.grad``."""
+    def _kernel_lists(self):
+        """Per-dtype lists of (params, grads, state slots) for the fused kernel.
+
+        Built once and reused while every ``p.data`` and ``p.grad`` is the same
+        array object as when they were validated (the common case: a training
+        loop never rebinds them), so a step builds no lists.
+        """
+        cache = self._cache
+        params = self.params
+        if cache is not None:
+            datas, grads, lists = cache
+            for i, p in enumerate(params):
+                if p._grad_zero:
+                    p.grad  # materialize the pending zeros
+                if p.data is not datas[i] or p._grad is not grads[i]:
+                    break
+            else:
+                return lists
         grads = self._checked_grads()
-        self.step_count += 1
-        hp = self._scalars(self.step_count)
         names = self._state_names()
-        n_threads = get_num_threads()
+        lists = []
         for dtype, idx in self._groups.items():
-            ps = [self.params[i].data for i in idx]
-            gs = [grads[i] for i in idx]
             slots = [None if name is None else [self.state[i][name] for i in idx] for name in names]
             slots += [None] * (3 - len(slots))
-            _optim.multi_update(_optim.KINDS[self._kind], ps, gs, slots[0], slots[1], slots[2],
-                                dtype == np.float64, hp, n_threads)
+            lists.append(([params[i].data for i in idx], [grads[i] for i in idx], slots,
+                          dtype == np.float64))
+        self._cache = ([p.data for p in params], grads, lists)
+        return lists
+
+    def step(self):
+        """Update every parameter in place from its ``.grad``.
+
+        Gradients are validated (shape, dtype, contiguity) before any parameter
+        changes; one fused kernel call per dtype updates all parameters.
+        """
+        lists = self._kernel_lists()
+        self.step_count += 1
+        hp = self._scalars(self.step_count)
+        kind = _optim.KINDS[self._kind]
+        n_threads = get_num_threads()
+        for ps, gs, slots, f64 in lists:
+            _optim.multi_update(kind, ps, gs, slots[0], slots[1], slots[2], f64, hp, n_threads)
 
     # -- state ----------------------------------------------------------------------
     def state_dict(self):
