@@ -122,7 +122,7 @@ def _prepare(model, loss, X, y, name=""):
     X = np.ascontiguousarray(X, dtype=dtype)
     if X.shape[0] == 0:
         raise ValueError(f"X{name} is empty: at least one sample is required")
-    if not np.all(np.isfinite(X)):
+    if X.dtype.kind == "f" and not _optim.all_finite([X], X.dtype == np.float64, n_threads_for(X.size)):
         raise ValueError(f"X{name} contains NaN or infinity")
     y = np.asarray(y)
     if y.ndim < 1 or y.shape[0] != X.shape[0]:

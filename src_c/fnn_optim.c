@@ -79,7 +79,7 @@ FNN_CLONES void fnn_adam_##SUF(void *param, const void *grad, void *s0, void *s1
     T *restrict vmax = (T *)s2;                                                             \
     const T w1 = (T)(1.0 - a->beta1), b2 = (T)a->beta2, w2 = (T)(1.0 - a->beta2);           \
     const T eps = (T)a->eps, step_size = (T)a->step_size;                                   \
-    const T bc2 = (T)a->bc2_sqrt;                                                          \
+    const T inv_bc2 = (T)(1.0 / a->bc2_sqrt);                                              \
     /* L2 (Adam) folds wd into the gradient; decoupled (AdamW) shrinks the parameter. */    \
     const T wd_l2 = a->decoupled ? (T)0 : (T)a->weight_decay;                               \
     const T shrink = a->decoupled ? (T)(1.0 - a->lr * a->weight_decay) : (T)1;              \
@@ -92,7 +92,7 @@ FNN_CLONES void fnn_adam_##SUF(void *param, const void *grad, void *s0, void *s1
             T vi = b2 * v[i] + w2 * gi * gi;                                                \
             m[i] = mi;                                                                      \
             v[i] = vi;                                                                      \
-            p[i] = pi - step_size * mi / (SQRT(vi) / bc2 + eps);                        \
+            p[i] = pi - step_size * mi / (SQRT(vi) * inv_bc2 + eps);                        \
         }                                                                                   \
     } else {                                                                                \
         for (ptrdiff_t i = 0; i < n; i++) {                                                 \
@@ -105,7 +105,7 @@ FNN_CLONES void fnn_adam_##SUF(void *param, const void *grad, void *s0, void *s1
             m[i] = mi;                                                                      \
             v[i] = vi;                                                                      \
             vmax[i] = vm;                                                                   \
-            p[i] = pi - step_size * mi / (SQRT(vm) / bc2 + eps);                        \
+            p[i] = pi - step_size * mi / (SQRT(vm) * inv_bc2 + eps);                        \
         }                                                                                   \
     }                                                                                       \
 }                                                                                           \
