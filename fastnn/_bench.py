@@ -632,7 +632,7 @@ class Digits(Workload):
         self.init = {s: B.mlp_init(sizes, seed=s) for s in self.seeds}
         self.accuracy = {}
 
-    def _impl(self, name, train_one, predict):
+    def _impl(self, train_one, predict):
         models = {}
 
         def run():
@@ -650,15 +650,14 @@ class Digits(Workload):
             return train_fastnn_mlp(self.X_train, self.y_train, hidden=self.hidden,
                                     epochs=self.epochs, batch_size=self.batch_size, lr=self.lr,
                                     seed=s, init_params=self.init[s])
-        return self._impl("fastnn", train_one,
-                          lambda m: m.forward(self.X_test).argmax(axis=1))
+        return self._impl(train_one, lambda m: m.forward(self.X_test).argmax(axis=1))
 
     def _make_numpy(self):
         def train_one(s):
             return B.numpy_mlp_fit(self.X_train, self.y_train, hidden=self.hidden,
                                    epochs=self.epochs, batch_size=self.batch_size, lr=self.lr,
                                    seed=s, n_classes=10, init_params=self.init[s])
-        return self._impl("numpy", train_one, lambda p: B.numpy_mlp_predict(p, self.X_test))
+        return self._impl(train_one, lambda p: B.numpy_mlp_predict(p, self.X_test))
 
     def _make_torch(self):
         torch = _torch(required=True)
@@ -672,7 +671,7 @@ class Digits(Workload):
             for _ in range(self.epochs):
                 _torch_train_epoch(model, opt, Xt, yt, self.batch_size, gen)
             return model
-        return self._impl("torch", train_one, lambda m: _torch_predict(m, self.X_test))
+        return self._impl(train_one, lambda m: _torch_predict(m, self.X_test))
 
     def _make_sklearn(self):
         _sklearn()
@@ -683,7 +682,7 @@ class Digits(Workload):
                 warnings.simplefilter("ignore")
                 clf.fit(self.X_train, self.y_train)
             return clf
-        return self._impl("sklearn", train_one, lambda c: c.predict(self.X_test))
+        return self._impl(train_one, lambda c: c.predict(self.X_test))
 
     def reference(self, calls):
         return None

@@ -402,3 +402,37 @@ def test_load_state_dict_from_float64_into_float32_is_rejected_or_cast():
             np.testing.assert_array_equal(v, before[k])
     assert model.weight.data.dtype == np.float32
     assert model.bias.data.dtype == np.float32
+
+
+def test_unseeded_layers_differ():
+    a, b = nn.Linear(16, 8), nn.Linear(16, 8)
+    assert not np.array_equal(a.weight.data, b.weight.data)
+
+
+def test_nested_sequential_names_follow_torch():
+    inner = nn.Sequential(nn.Linear(3, 4, seed=0), nn.ReLU())
+    outer = nn.Sequential(inner, nn.Linear(4, 2, seed=1))
+    assert list(outer.state_dict()) == ["0.0.weight", "0.0.bias", "1.weight", "1.bias"]
+    assert [n for n, _ in outer.named_parameters()] == list(outer.state_dict())
+    x = np.ones((2, 3), np.float32)
+    y = outer(x)
+    assert y.shape == (2, 2)
+    gx = outer.backward(np.ones((2, 2), np.float32))
+    assert gx.shape == (2, 3)
+    assert np.any(inner[0].weight.grad != 0)
+
+
+def test_large_model_same_at_1_and_2_threads(dtype, assert_close):
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal((64, 1024)).astype(dtype)
+    gy = rng.standard_normal((64, 256)).astype(dtype)
+    results = {}
+    for n in (1, 2):
+        model = nn.Sequential(nn.Linear(1024, 512, dtype=dtype, seed=0), nn.ReLU(),
+                              nn.Linear(512, 256, dtype=dtype, seed=1), nn.Sigmoid())
+        with fn.threads(n):
+            y = model(x)
+            gx = model.backward(gy)
+        results[n] = [y, gx] + [p.grad.copy() for p in model.parameters()]
+    for a, b in zip(results[1], results[2]):
+        assert_close(a, b, scale=20)

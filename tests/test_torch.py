@@ -120,7 +120,7 @@ def test_training_steps_match_torch(kind, hp, assert_close):
         loss = ce(model(X), y)
         model.backward(ce.backward())
         opt.step()
-        assert_close(loss, float(tloss), dtype=np.float64, scale=100, err_msg=f"step {step}")
+        assert_close(loss, float(tloss.detach()), dtype=np.float64, scale=100, err_msg=f"step {step}")
     tsd = tmodel.state_dict()
     for k, v in model.state_dict().items():
         assert_close(v, tsd[k].numpy(), scale=1000, err_msg=k)

@@ -336,8 +336,25 @@ def test_no_allocation_after_first_steps():
     assert probe.peak is not None
     transient = probe.peak - probe.base
     growth = probe.current - probe.base
-    print(f"transient={transient} growth={growth} one_activation={one_activation}")
     assert transient < one_activation / 4, (
         f"steps 3..10 allocated up to {transient} bytes at once "
         f"(one activation is {one_activation} bytes)")
     assert growth < one_activation / 8, f"memory grew by {growth} bytes over 8 steps"
+
+
+def test_fit_same_at_1_and_2_threads():
+    from fastnn import threads
+
+    rng = np.random.default_rng(0)
+    X = rng.standard_normal((256, 128))
+    y = rng.integers(0, 4, 256)
+    params = {}
+    for n in (1, 2):
+        model = nn.Sequential(nn.Linear(128, 512, dtype=np.float64, seed=0), nn.Tanh(),
+                              nn.Linear(512, 4, dtype=np.float64, seed=1))
+        with threads(n):
+            train.fit(model, losses.CrossEntropyLoss(), optim.Adam(model.parameters(), lr=1e-3), X, y,
+                      epochs=2, batch_size=128, seed=0, progress=False)
+        params[n] = _params(model)
+    for k in params[1]:
+        np.testing.assert_allclose(params[1][k], params[2][k], rtol=1e-9, atol=1e-11, err_msg=k)

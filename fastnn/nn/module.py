@@ -19,7 +19,8 @@ class Parameter:
     Parameters
     ----------
     data : ndarray (float32 or float64)
-        The values (kept as a C-contiguous array; shared when already contiguous).
+        The values, kept as a contiguous array (C or Fortran order; shared when
+        already contiguous, copied to C order otherwise).
 
     Attributes
     ----------
@@ -35,8 +36,10 @@ class Parameter:
         data = np.asarray(data)
         if data.dtype not in C.FLOAT_DTYPES:
             raise TypeError(f"Parameter data must be float32 or float64. Received dtype: {data.dtype}")
-        self.data = np.ascontiguousarray(data)
-        self._grad = np.zeros_like(self.data)
+        if not (data.flags.c_contiguous or data.flags.f_contiguous):
+            data = np.ascontiguousarray(data)
+        self.data = data
+        self._grad = np.zeros_like(data)  # same memory layout as data
         # True: .grad is logically zero and has not been written yet, so the next
         # backward may overwrite it instead of accumulating (no zero-fill pass).
         self._grad_zero = False
@@ -73,9 +76,9 @@ class Parameter:
         g = self._grad
         d = self.data
         if not isinstance(g, np.ndarray) or g.shape != d.shape or g.dtype != d.dtype \
-                or not g.flags.c_contiguous or not g.flags.writeable:
+                or not g.flags.writeable:
             raise ValueError(
-                f"Parameter.grad must be a writeable C-contiguous {d.dtype} array of shape {d.shape}; "
+                f"Parameter.grad must be a writeable {d.dtype} array of shape {d.shape}; "
                 f"received {type(g).__name__} {getattr(g, 'dtype', '')} {getattr(g, 'shape', '')}"
             )
         if self._grad_zero:

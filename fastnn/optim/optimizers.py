@@ -77,9 +77,9 @@ class Optimizer:
         grads = []
         for i, p in enumerate(self.params):
             d = p.data
-            if not isinstance(d, np.ndarray) or d.dtype not in C.FLOAT_DTYPES or not d.flags.c_contiguous \
-                    or not d.flags.writeable:
-                raise ValueError(f"params[{i}].data must be a writeable C-contiguous float array")
+            if not isinstance(d, np.ndarray) or d.dtype not in C.FLOAT_DTYPES or not d.flags.writeable \
+                    or not (d.flags.c_contiguous or d.flags.f_contiguous):
+                raise ValueError(f"params[{i}].data must be a writeable contiguous float32/float64 array")
             g = p.grad
             if not isinstance(g, np.ndarray):
                 raise TypeError(f"params[{i}].grad must be a numpy array. Received: {type(g).__name__}")
@@ -87,10 +87,15 @@ class Optimizer:
                 raise ValueError(f"params[{i}].grad has shape {g.shape}; expected the parameter's shape {d.shape}")
             if g.dtype != d.dtype:
                 raise TypeError(f"params[{i}].grad has dtype {g.dtype}; expected the parameter's dtype {d.dtype}")
-            if not g.flags.c_contiguous:
-                raise ValueError(f"params[{i}].grad must be C-contiguous")
             if d.dtype != self.state_dtype[i]:
                 raise TypeError(f"params[{i}] changed dtype from {self.state_dtype[i]} to {d.dtype}")
+            # The fused kernel walks param, grad and state as flat buffers: they
+            # must share one memory layout (C or Fortran order).
+            if g.strides != d.strides:
+                g = _like(d, g)
+            for name, arr in self.state[i].items():
+                if arr.strides != d.strides:
+                    self.state[i][name] = _like(d, arr)
             grads.append(g)
         return grads
 
@@ -183,6 +188,13 @@ class Optimizer:
     def __repr__(self):
         hp = ", ".join(f"{k}={v}" for k, v in self.defaults.items())
         return f"{type(self).__name__}({hp})"
+
+
+def _like(d, values):
+    """A copy of ``values`` in the memory layout of ``d``."""
+    out = np.empty_like(d)
+    np.copyto(out, values)
+    return out
 
 
 def _lr(lr):
