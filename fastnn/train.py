@@ -154,6 +154,19 @@ class _Batcher:
         return xb, yb
 
 
+def _checked_step(optimizer, params):
+    """For an optimizer without the fused check: test the gradients, then step."""
+    def step():
+        grads = [g if g.flags.c_contiguous or g.flags.f_contiguous else np.ascontiguousarray(g)
+                 for g in (p.grad for p in params)]
+        f64 = bool(grads) and grads[0].dtype == np.float64
+        if not _optim.all_finite(grads, f64, n_threads_for(1 << 20)):
+            return False
+        optimizer.step()
+        return True
+    return step
+
+
 def _check_callbacks(callbacks):
     if callbacks is None:
         return ()
@@ -236,13 +249,12 @@ def fit(model, loss, optimizer, X, y, *, epochs=10, batch_size=32, shuffle=True,
     steps = (n + batch_size - 1) // batch_size
     classify = isinstance(loss, CrossEntropyLoss)
     params = list(model.parameters())
-    f64 = bool(params) and params[0].data.dtype == np.float64
     batcher = _Batcher(X, y)
     rng = np.random.default_rng(seed)
     order = np.arange(n)
     history = History()
     bar = _Progress(progress, epochs, steps)
-    grads = [p._grad for p in params]
+    opt_step = getattr(optimizer, "_step", None) or _checked_step(optimizer, params)
     model.train()
     global_step = 0
     for epoch in range(epochs):
@@ -265,14 +277,12 @@ def fit(model, loss, optimizer, X, y, *, epochs=10, batch_size=32, shuffle=True,
                     f"non-finite loss ({value}) at epoch {epoch + 1}, step {step + 1}; "
                     "parameters keep their values from before this step (try a smaller learning rate)")
             model._backward(loss._backward(), False)
-            for i, p in enumerate(params):
-                if grads[i] is not p._grad:
-                    grads[i] = p._grad
-            if not _optim.all_finite(grads, f64, n_threads_for(1 << 20)):
+            # The fused optimizer kernel checks every gradient before any thread
+            # writes; on NaN/inf it updates nothing and reports it.
+            if not opt_step():
                 raise FloatingPointError(
                     f"non-finite gradient at epoch {epoch + 1}, step {step + 1}; "
                     "parameters keep their values from before this step (try a smaller learning rate)")
-            optimizer.step()
             k = idx.shape[0]
             total_loss += value * k
             if classify:

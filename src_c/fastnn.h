@@ -54,6 +54,19 @@ void fnn_adagrad_f64(void *param, const void *grad, void *s0, void *s1, void *s2
 void fnn_rmsprop_f32(void *param, const void *grad, void *s0, void *s1, void *s2, ptrdiff_t n, const fnn_optim_args *a);
 void fnn_rmsprop_f64(void *param, const void *grad, void *s0, void *s1, void *s2, ptrdiff_t n, const fnn_optim_args *a);
 
+/* Update n_tensors tensors as one virtual vector split into equal spans, one per
+ * thread, in ONE parallel region.  ptrs holds 5 pointers per tensor (param,
+ * grad, s0, s1, s2; NULL when unused); offs[t] is the first element of tensor t
+ * (offs[n_tensors] = total).  With check_finite, every thread first scans its
+ * span of the gradients; after a barrier, nothing is updated if any thread saw
+ * a NaN/inf, and the function returns 0.  Returns 1 when the update was done. */
+int fnn_multi_update(fnn_update_fn fn, char *const *ptrs, const ptrdiff_t *offs, ptrdiff_t n_tensors,
+                     ptrdiff_t itemsize, const fnn_optim_args *a, int n_threads, int check_finite);
+
+/* 1 when every element of the n_arrays arrays is finite (ptrs[k] holds sizes[k] elements). */
+int fnn_all_finite(char *const *ptrs, const ptrdiff_t *sizes, ptrdiff_t n_arrays, ptrdiff_t itemsize,
+                   int n_threads);
+
 /* Name of the SIMD path these loops were compiled for. */
 const char *fnn_simd_path(void);
 

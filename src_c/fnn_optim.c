@@ -8,6 +8,8 @@
  * -fno-math-errno turns into a vector instruction).
  */
 #include <math.h>
+#include <stdint.h>
+#include <stdlib.h>
 #include "fastnn.h"
 
 /* One portable binary, several x86-64 levels: gcc emits a clone of each loop for
@@ -126,7 +128,7 @@ FNN_CLONES void fnn_adagrad_##SUF(void *param, const void *grad, void *s0, void 
     }                                                                                       \
 }                                                                                           \
                                                                                             \
-FNN_CLONES void fnn_rmsprop_##SUF(void *param, const void *grad, void *s0, void *s1, void *s2,         \
+FNN_CLONES void fnn_rmsprop_##SUF(void *param, const void *grad, void *s0, void *s1, void *s2,  \
                        ptrdiff_t n, const fnn_optim_args *a)                                \
 {                                                                                           \
     T *restrict p = (T *)param;                                                             \
@@ -136,24 +138,42 @@ FNN_CLONES void fnn_rmsprop_##SUF(void *param, const void *grad, void *s0, void 
     T *restrict gavg = (T *)s2;                                                             \
     const T wd = (T)a->weight_decay, alpha = (T)a->alpha, w = (T)(1.0 - a->alpha);          \
     const T eps = (T)a->eps, lr = (T)a->lr, mom = (T)a->momentum;                           \
-    for (ptrdiff_t i = 0; i < n; i++) {                                                     \
-        T gi = g[i] + wd * p[i];                                                            \
-        T si = alpha * sq[i] + w * gi * gi;                                                 \
-        sq[i] = si;                                                                         \
-        T avg;                                                                              \
-        if (gavg != NULL) {                                                                 \
-            T ga = gavg[i] + w * (gi - gavg[i]);                                            \
-            gavg[i] = ga;                                                                   \
-            avg = SQRT(si - ga * ga) + eps;                                                 \
-        } else {                                                                            \
-            avg = SQRT(si) + eps;                                                           \
+    /* four loops, the variant chosen outside, so that each one vectorizes */               \
+    if (gavg == NULL && buf == NULL) {                                                      \
+        for (ptrdiff_t i = 0; i < n; i++) {                                                 \
+            T gi = g[i] + wd * p[i];                                                        \
+            T si = alpha * sq[i] + w * gi * gi;                                             \
+            sq[i] = si;                                                                     \
+            p[i] = p[i] - lr * gi / (SQRT(si) + eps);                                       \
         }                                                                                   \
-        if (buf != NULL) {                                                                  \
-            T b = mom * buf[i] + gi / avg;                                                  \
+    } else if (gavg == NULL) {                                                              \
+        for (ptrdiff_t i = 0; i < n; i++) {                                                 \
+            T gi = g[i] + wd * p[i];                                                        \
+            T si = alpha * sq[i] + w * gi * gi;                                             \
+            sq[i] = si;                                                                     \
+            T b = mom * buf[i] + gi / (SQRT(si) + eps);                                     \
             buf[i] = b;                                                                     \
             p[i] = p[i] - lr * b;                                                           \
-        } else {                                                                            \
-            p[i] = p[i] - lr * gi / avg;                                                    \
+        }                                                                                   \
+    } else if (buf == NULL) {                                                               \
+        for (ptrdiff_t i = 0; i < n; i++) {                                                 \
+            T gi = g[i] + wd * p[i];                                                        \
+            T si = alpha * sq[i] + w * gi * gi;                                             \
+            T ga = gavg[i] + w * (gi - gavg[i]);                                            \
+            sq[i] = si;                                                                     \
+            gavg[i] = ga;                                                                   \
+            p[i] = p[i] - lr * gi / (SQRT(si - ga * ga) + eps);                             \
+        }                                                                                   \
+    } else {                                                                                \
+        for (ptrdiff_t i = 0; i < n; i++) {                                                 \
+            T gi = g[i] + wd * p[i];                                                        \
+            T si = alpha * sq[i] + w * gi * gi;                                             \
+            T ga = gavg[i] + w * (gi - gavg[i]);                                            \
+            sq[i] = si;                                                                     \
+            gavg[i] = ga;                                                                   \
+            T b = mom * buf[i] + gi / (SQRT(si - ga * ga) + eps);                           \
+            buf[i] = b;                                                                     \
+            p[i] = p[i] - lr * b;                                                           \
         }                                                                                   \
     }                                                                                       \
 }
@@ -163,6 +183,131 @@ static inline double fnn_maxd(double x, double y) { return x > y ? x : y; }
 
 DEFINE_UPDATES(float, f32, sqrtf, fnn_maxf)
 DEFINE_UPDATES(double, f64, sqrt, fnn_maxd)
+
+/* ---- multi-tensor driver --------------------------------------------------- */
+
+#include "fnn_omp.h"
+
+#define FNN_SLOTS 5
+
+/* Apply fn to the global element range [lo, hi) of the concatenated tensors. */
+static void fnn_span(fnn_update_fn fn, char *const *ptrs, const ptrdiff_t *offs, ptrdiff_t n_tensors,
+                     ptrdiff_t itemsize, ptrdiff_t lo, ptrdiff_t hi, const fnn_optim_args *a)
+{
+    for (ptrdiff_t t = 0; t < n_tensors; t++) {
+        ptrdiff_t s = offs[t], e = offs[t + 1];
+        if (e <= lo || s >= hi)
+            continue;
+        if (s < lo) s = lo;
+        if (e > hi) e = hi;
+        char *p[FNN_SLOTS];
+        for (int k = 0; k < FNN_SLOTS; k++) {
+            p[k] = ptrs[t * FNN_SLOTS + k];
+            if (p[k] != NULL)
+                p[k] += (s - offs[t]) * itemsize;
+        }
+        fn(p[0], p[1], p[2], p[3], p[4], e - s, a);
+    }
+}
+
+/* 1 when no element has an all-ones exponent: an integer OR-reduction, which
+ * vectorizes (a float sum would be a serial dependency chain without fast-math). */
+FNN_CLONES static int fnn_finite_f32(const uint32_t *restrict x, ptrdiff_t n)
+{
+    uint32_t bad = 0;
+    for (ptrdiff_t i = 0; i < n; i++)
+        bad |= (x[i] & 0x7f800000u) == 0x7f800000u;
+    return bad == 0;
+}
+
+FNN_CLONES static int fnn_finite_f64(const uint64_t *restrict x, ptrdiff_t n)
+{
+    uint64_t bad = 0;
+    for (ptrdiff_t i = 0; i < n; i++)
+        bad |= (x[i] & 0x7ff0000000000000ull) == 0x7ff0000000000000ull;
+    return bad == 0;
+}
+
+/* Finiteness of the range [lo, hi) of the concatenation of arrays (slot `slot`
+ * of each FNN_SLOTS-wide row of ptrs, or a plain list when stride == 1). */
+static int fnn_span_finite(char *const *ptrs, ptrdiff_t stride, ptrdiff_t slot, const ptrdiff_t *offs,
+                           ptrdiff_t n_arrays, ptrdiff_t itemsize, ptrdiff_t lo, ptrdiff_t hi)
+{
+    for (ptrdiff_t t = 0; t < n_arrays; t++) {
+        ptrdiff_t s = offs[t], e = offs[t + 1];
+        if (e <= lo || s >= hi)
+            continue;
+        if (s < lo) s = lo;
+        if (e > hi) e = hi;
+        const char *base = ptrs[t * stride + slot] + (s - offs[t]) * itemsize;
+        int ok = itemsize == 8 ? fnn_finite_f64((const uint64_t *)base, e - s)
+                               : fnn_finite_f32((const uint32_t *)base, e - s);
+        if (!ok)
+            return 0;
+    }
+    return 1;
+}
+
+int fnn_multi_update(fnn_update_fn fn, char *const *ptrs, const ptrdiff_t *offs, ptrdiff_t n_tensors,
+                     ptrdiff_t itemsize, const fnn_optim_args *a, int n_threads, int check_finite)
+{
+    const ptrdiff_t total = offs[n_tensors];
+    int any_bad = 0;
+    if (n_threads <= 1) {
+        if (check_finite && !fnn_span_finite(ptrs, FNN_SLOTS, 1, offs, n_tensors, itemsize, 0, total))
+            return 0;
+        fnn_span(fn, ptrs, offs, n_tensors, itemsize, 0, total, a);
+        return 1;
+    }
+#pragma omp parallel num_threads(n_threads) reduction(|:any_bad)
+    {
+        const int nt = omp_get_num_threads(), tid = omp_get_thread_num();
+        const ptrdiff_t lo = total * tid / nt, hi = total * (tid + 1) / nt;
+        int bad = 0;
+        if (check_finite) {
+            bad = !fnn_span_finite(ptrs, FNN_SLOTS, 1, offs, n_tensors, itemsize, lo, hi);
+            /* every thread must know whether any span was bad before anyone writes */
+#pragma omp atomic
+            any_bad |= bad;
+#pragma omp barrier
+#pragma omp atomic read
+            bad = any_bad;
+        }
+        if (!bad)
+            fnn_span(fn, ptrs, offs, n_tensors, itemsize, lo, hi, a);
+    }
+    return !any_bad;
+}
+
+int fnn_all_finite(char *const *ptrs, const ptrdiff_t *sizes, ptrdiff_t n_arrays, ptrdiff_t itemsize,
+                   int n_threads)
+{
+    ptrdiff_t offs_small[17];
+    ptrdiff_t *offs = offs_small;
+    int ok = 1;
+    if (n_arrays > 16) {
+        offs = (ptrdiff_t *)malloc((size_t)(n_arrays + 1) * sizeof(ptrdiff_t));
+        if (offs == NULL)
+            return -1;
+    }
+    offs[0] = 0;
+    for (ptrdiff_t t = 0; t < n_arrays; t++)
+        offs[t + 1] = offs[t] + sizes[t];
+    const ptrdiff_t total = offs[n_arrays];
+    if (n_threads <= 1) {
+        ok = fnn_span_finite(ptrs, 1, 0, offs, n_arrays, itemsize, 0, total);
+    } else {
+#pragma omp parallel num_threads(n_threads) reduction(&:ok)
+        {
+            const int nt = omp_get_num_threads(), tid = omp_get_thread_num();
+            ok = fnn_span_finite(ptrs, 1, 0, offs, n_arrays, itemsize, total * tid / nt,
+                                 total * (tid + 1) / nt);
+        }
+    }
+    if (offs != offs_small)
+        free(offs);
+    return ok;
+}
 
 const char *fnn_simd_path(void)
 {

@@ -538,3 +538,32 @@ def test_reference_matches_torch_sanity():
         got = _run_ref(kind, hp, grads, init)
         for a, b in zip(got[-1], want[-1]):
             np.testing.assert_allclose(a, b, rtol=1e-10, atol=1e-12, err_msg=f"{kind} {hp}")
+
+
+@pytest.mark.parametrize("size", [1000, 300_000])   # one thread / the parallel path
+@pytest.mark.parametrize("make", [
+    lambda ps: fn.optim.Adam(ps, lr=1e-2),
+    lambda ps: fn.optim.SGD(ps, lr=0.1, momentum=0.9),
+    lambda ps: fn.optim.RMSprop(ps, lr=1e-2, centered=True, momentum=0.5),
+    lambda ps: fn.optim.Adagrad(ps, lr=0.1),
+], ids=["adam", "sgd", "rmsprop", "adagrad"])
+def test_step_with_nonfinite_grad_raises_and_changes_nothing(make, size, n_threads):
+    rng = np.random.default_rng(0)
+    ps = [fn.nn.Parameter(rng.standard_normal(size).astype(np.float32)) for _ in range(3)]
+    opt = make(ps)
+    for p in ps:
+        p.grad[...] = rng.standard_normal(size).astype(np.float32)
+    opt.step()  # a normal step first, so the state is non-trivial
+    before = [p.data.copy() for p in ps]
+    state_before = opt.state_dict()
+    ps[2].grad[size - 1] = np.nan   # the very last element: the last thread's span
+    ps[0].grad[0] = np.inf
+    with pytest.raises(FloatingPointError, match="non-finite"):
+        opt.step()
+    for p, b in zip(ps, before):
+        np.testing.assert_array_equal(p.data, b)
+    after = opt.state_dict()
+    assert after["state"][0]["step"] == state_before["state"][0]["step"]
+    for i in range(3):
+        for k, v in state_before["state"][i].items():
+            np.testing.assert_array_equal(after["state"][i][k], v)

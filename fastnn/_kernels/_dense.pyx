@@ -94,17 +94,21 @@ cdef void _act_row(floating *y, const floating *x, const floating *b, Py_ssize_t
 cdef void _dact_row(floating *gz, const floating *gy, const floating *y, Py_ssize_t n,
                     int act, floating slope) noexcept nogil:
     """gz[j] = gy[j] * act'(y[j]) with the derivative taken from the output y."""
+    # Loads are unconditional (g = gy[j] first): a load inside one arm of a
+    # conditional stops gcc from if-converting, and so from vectorizing, the loop.
     cdef Py_ssize_t j
-    cdef floating v
+    cdef floating v, g
     if act == ACT_IDENTITY:
         for j in range(n):
             gz[j] = gy[j]
     elif act == ACT_RELU:
         for j in range(n):
-            gz[j] = gy[j] if y[j] > 0 else 0
+            g = gy[j]
+            gz[j] = g if y[j] > 0 else 0
     elif act == ACT_LEAKY:
         for j in range(n):
-            gz[j] = gy[j] if y[j] > 0 else gy[j] * slope
+            g = gy[j]
+            gz[j] = g if y[j] > 0 else g * slope
     elif act == ACT_SIGMOID:
         for j in range(n):
             v = y[j]

@@ -8,12 +8,13 @@ arrays of a whole optimizer (every parameter of a model), treats them as one
 long virtual vector and splits it into n_threads equal spans, so one OpenMP
 region updates the whole model, however many tensors it has, with balanced work.
 Pointers are read once per call with PyArray_DATA (the Python layer checks
-shapes, dtypes and contiguity).  Step scalars arrive precomputed in args.
+shapes, dtypes and layouts).  Step scalars arrive precomputed in args.  With
+check_finite, each thread first scans its span of the gradients and, after a
+barrier, nobody writes if any NaN/inf was seen: the check costs no extra
+parallel region, and a failed step leaves every parameter and state untouched.
 """
 cimport numpy as cnp
-from cython.parallel cimport prange
 from libc.stdlib cimport malloc, free
-from libc.stdint cimport uint32_t, uint64_t
 
 cnp.import_array()
 
@@ -44,6 +45,10 @@ cdef extern from "fastnn.h" nogil:
     void fnn_adagrad_f64(void *, const void *, void *, void *, void *, Py_ssize_t, const fnn_optim_args *)
     void fnn_rmsprop_f32(void *, const void *, void *, void *, void *, Py_ssize_t, const fnn_optim_args *)
     void fnn_rmsprop_f64(void *, const void *, void *, void *, void *, Py_ssize_t, const fnn_optim_args *)
+    int fnn_multi_update(fnn_update_fn fn, char **ptrs, const Py_ssize_t *offs, Py_ssize_t n_tensors,
+                         Py_ssize_t itemsize, const fnn_optim_args *a, int n_threads, int check_finite)
+    int fnn_all_finite(char **ptrs, const Py_ssize_t *sizes, Py_ssize_t n_arrays, Py_ssize_t itemsize,
+                       int n_threads)
 
 # Below this many elements in total, one thread does the whole update: waking a
 # second thread costs more than it saves.
@@ -71,43 +76,23 @@ cdef inline char *_ptr(object a):
     return <char *>cnp.PyArray_DATA(<cnp.ndarray>a)
 
 
-cdef void _span(fnn_update_fn fn, char **ptrs, Py_ssize_t *offs, Py_ssize_t n_tensors,
-                Py_ssize_t itemsize, Py_ssize_t lo, Py_ssize_t hi,
-                const fnn_optim_args *a) noexcept nogil:
-    """Apply fn to the global element range [lo, hi) of the concatenated tensors."""
-    cdef Py_ssize_t t, s, e, k
-    cdef char *p[N_SLOTS]
-    for t in range(n_tensors):
-        s = offs[t]
-        e = offs[t + 1]
-        if e <= lo or s >= hi:
-            continue
-        if s < lo:
-            s = lo
-        if e > hi:
-            e = hi
-        for k in range(N_SLOTS):
-            p[k] = ptrs[t * N_SLOTS + k]
-            if p[k] != NULL:
-                p[k] = p[k] + (s - offs[t]) * itemsize
-        fn(p[0], p[1], p[2], p[3], p[4], e - s, a)
-
-
 def multi_update(int kind, list params, list grads, list s0, list s1, list s2, bint f64,
-                 dict hp, int n_threads):
+                 dict hp, int n_threads, bint check_finite=False):
     """Update every tensor in params in place (one OpenMP region for all of them).
 
-    s0/s1/s2 are lists of state arrays aligned with params, or None for unused slots.
-    hp holds the step scalars of fnn_optim_args.
+    s0/s1/s2 are lists of state arrays aligned with params, or None for unused
+    slots; hp holds the step scalars of fnn_optim_args.  Returns False (and
+    changes nothing) when check_finite is set and a gradient holds NaN/inf.
     """
-    cdef Py_ssize_t n = len(params), t, total, nt, tid, lo, hi
+    cdef Py_ssize_t n = len(params), t, total
     cdef Py_ssize_t itemsize = 8 if f64 else 4
     cdef fnn_optim_args a
     cdef fnn_update_fn fn = _pick(kind, f64)
     cdef char **ptrs
     cdef Py_ssize_t *offs
+    cdef int nt, ok
     if n == 0:
-        return
+        return True
     a.lr = hp.get("lr", 0.0)
     a.weight_decay = hp.get("weight_decay", 0.0)
     a.momentum = hp.get("momentum", 0.0)
@@ -140,58 +125,40 @@ def multi_update(int kind, list params, list grads, list s0, list s1, list s2, b
             offs[t + 1] = offs[t] + cnp.PyArray_SIZE(<cnp.ndarray>params[t])
         total = offs[n]
         nt = n_threads if total >= PARALLEL_MIN else 1
-        if nt > 1:
-            for tid in prange(nt, nogil=True, schedule="static", chunksize=1, num_threads=nt):
-                lo = total * tid // nt
-                hi = total * (tid + 1) // nt
-                _span(fn, ptrs, offs, n, itemsize, lo, hi, &a)
-        else:
-            with nogil:
-                _span(fn, ptrs, offs, n, itemsize, 0, total, &a)
+        with nogil:
+            ok = fnn_multi_update(fn, ptrs, offs, n, itemsize, &a, nt, check_finite)
     finally:
         free(ptrs)
         free(offs)
-
-
-cdef bint _finite_span(const char *data, Py_ssize_t n, bint f64) noexcept nogil:
-    """True when every element is finite: no exponent field is all ones.
-
-    Integer OR-reduction of the masked exponent bits, which gcc vectorizes (a
-    floating-point sum would be a serial dependency chain without -ffast-math).
-    """
-    cdef Py_ssize_t j
-    cdef const uint32_t *xf
-    cdef const uint64_t *xd
-    cdef uint32_t accf = 0
-    cdef uint64_t accd = 0
-    if f64:
-        xd = <const uint64_t *>data
-        for j in range(n):
-            accd |= ((xd[j] & 0x7ff0000000000000ULL) == 0x7ff0000000000000ULL)
-        return accd == 0
-    xf = <const uint32_t *>data
-    for j in range(n):
-        accf |= ((xf[j] & 0x7f800000U) == 0x7f800000U)
-    return accf == 0
+    return ok != 0
 
 
 def all_finite(list arrays, bint f64, int n_threads):
-    """True when every element of every (C-contiguous) array in the list is finite."""
-    cdef Py_ssize_t t, n, c, nc, lo, hi, chunk = 65536
-    cdef Py_ssize_t bad = 0
+    """True when every element of every contiguous array in the list is finite."""
+    cdef Py_ssize_t n = len(arrays), t, total = 0
     cdef Py_ssize_t itemsize = 8 if f64 else 4
-    cdef const char *data
-    cdef int nt
-    for arr in arrays:
-        data = _ptr(arr)
-        n = cnp.PyArray_SIZE(<cnp.ndarray>arr)
-        nc = (n + chunk - 1) // chunk
-        nt = n_threads if n >= 4 * chunk else 1
-        for c in prange(nc, nogil=True, schedule="static", num_threads=nt):
-            lo = c * chunk
-            hi = min(lo + chunk, n)
-            if not _finite_span(data + lo * itemsize, hi - lo, f64):
-                bad += 1
-        if bad:
-            return False
-    return True
+    cdef char **ptrs
+    cdef Py_ssize_t *sizes
+    cdef int ok, nt
+    if n == 0:
+        return True
+    ptrs = <char **>malloc(n * sizeof(char *))
+    sizes = <Py_ssize_t *>malloc(n * sizeof(Py_ssize_t))
+    if ptrs == NULL or sizes == NULL:
+        free(ptrs)
+        free(sizes)
+        raise MemoryError()
+    try:
+        for t in range(n):
+            ptrs[t] = _ptr(arrays[t])
+            sizes[t] = cnp.PyArray_SIZE(<cnp.ndarray>arrays[t])
+            total += sizes[t]
+        nt = n_threads if total >= 4 * PARALLEL_MIN else 1
+        with nogil:
+            ok = fnn_all_finite(ptrs, sizes, n, itemsize, nt)
+    finally:
+        free(ptrs)
+        free(sizes)
+    if ok < 0:
+        raise MemoryError()
+    return ok != 0

@@ -131,16 +131,38 @@ class Optimizer:
     def step(self):
         """Update every parameter in place from its ``.grad``.
 
-        Gradients are validated (shape, dtype, contiguity) before any parameter
+        Gradients are validated (shape, dtype, layout) before any parameter
         changes; one fused kernel call per dtype updates all parameters.
+
+        Raises
+        ------
+        FloatingPointError
+            When a gradient holds NaN or inf.  Nothing is updated then (the check
+            runs inside the fused kernel, before any thread writes).
         """
+        if not self._step():
+            raise FloatingPointError(
+                "non-finite gradient (NaN or inf): the optimizer step was skipped and the "
+                "parameters are unchanged")
+
+    def _step(self):
+        """The update; returns False (and changes nothing) on a non-finite gradient."""
         lists = self._kernel_lists()
-        self.step_count += 1
-        hp = self._scalars(self.step_count)
-        kind = _optim.KINDS[self._kind]
         n_threads = get_num_threads()
+        if len(lists) > 1:
+            # Several dtypes: check every group first so a failure never leaves a partial update.
+            for ps, gs, slots, f64 in lists:
+                if not _optim.all_finite(gs, f64, n_threads):
+                    return False
+        step = self.step_count + 1
+        hp = self._scalars(step)
+        kind = _optim.KINDS[self._kind]
         for ps, gs, slots, f64 in lists:
-            _optim.multi_update(kind, ps, gs, slots[0], slots[1], slots[2], f64, hp, n_threads)
+            if not _optim.multi_update(kind, ps, gs, slots[0], slots[1], slots[2], f64, hp, n_threads,
+                                       len(lists) == 1):
+                return False
+        self.step_count = step
+        return True
 
     # -- state ----------------------------------------------------------------------
     def state_dict(self):
