@@ -9,9 +9,14 @@ import contextlib
 import numbers
 import os
 
-# Work (in elements) under which an element-wise kernel runs on one thread:
-# waking a sleeping OpenMP thread costs microseconds (milliseconds on a busy VM).
-PARALLEL_MIN_ELEMENTS = 65536
+# Work (in elements) under which a memory-bound kernel runs on one thread.
+# Measured on the 2-core reference VM: waking a sleeping OpenMP thread costs
+# about 60 us, and right after a BLAS call the second core is still held by
+# OpenBLAS's spinning worker, so a 2-thread Adam step over 2M float32 elements
+# that follows a GEMM was no faster than 1 thread (1.38 vs 1.25 ms); on its own,
+# without the GEMM before it, 2 threads gave 1.6x at 2M elements.  Kernels over
+# less than about a million elements stay on the calling thread.
+PARALLEL_MIN_ELEMENTS = 1 << 20
 
 _state = {"n": None}
 

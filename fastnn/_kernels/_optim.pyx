@@ -50,10 +50,6 @@ cdef extern from "fastnn.h" nogil:
     int fnn_all_finite(char **ptrs, const Py_ssize_t *sizes, Py_ssize_t n_arrays, Py_ssize_t itemsize,
                        int n_threads)
 
-# Below this many elements in total, one thread does the whole update: waking a
-# second thread costs more than it saves.
-cdef Py_ssize_t PARALLEL_MIN = 65536
-
 cdef enum:
     N_SLOTS = 5     # param, grad, s0, s1, s2
 
@@ -78,19 +74,20 @@ cdef inline char *_ptr(object a):
 
 def multi_update(int kind, list params, list grads, list s0, list s1, list s2, bint f64,
                  dict hp, int n_threads, bint check_finite=False):
-    """Update every tensor in params in place (one OpenMP region for all of them).
+    """Update every tensor in params in place (one OpenMP region for all of them,
+    n_threads as resolved by the caller, 1 for small work).
 
     s0/s1/s2 are lists of state arrays aligned with params, or None for unused
     slots; hp holds the step scalars of fnn_optim_args.  Returns False (and
     changes nothing) when check_finite is set and a gradient holds NaN/inf.
     """
-    cdef Py_ssize_t n = len(params), t, total
+    cdef Py_ssize_t n = len(params), t
     cdef Py_ssize_t itemsize = 8 if f64 else 4
     cdef fnn_optim_args a
     cdef fnn_update_fn fn = _pick(kind, f64)
     cdef char **ptrs
     cdef Py_ssize_t *offs
-    cdef int nt, ok
+    cdef int ok
     if n == 0:
         return True
     a.lr = hp.get("lr", 0.0)
@@ -123,10 +120,8 @@ def multi_update(int kind, list params, list grads, list s0, list s1, list s2, b
             ptrs[t * N_SLOTS + 3] = _ptr(s1[t]) if s1 is not None else NULL
             ptrs[t * N_SLOTS + 4] = _ptr(s2[t]) if s2 is not None else NULL
             offs[t + 1] = offs[t] + cnp.PyArray_SIZE(<cnp.ndarray>params[t])
-        total = offs[n]
-        nt = n_threads if total >= PARALLEL_MIN else 1
         with nogil:
-            ok = fnn_multi_update(fn, ptrs, offs, n, itemsize, &a, nt, check_finite)
+            ok = fnn_multi_update(fn, ptrs, offs, n, itemsize, &a, n_threads, check_finite)
     finally:
         free(ptrs)
         free(offs)
@@ -135,11 +130,11 @@ def multi_update(int kind, list params, list grads, list s0, list s1, list s2, b
 
 def all_finite(list arrays, bint f64, int n_threads):
     """True when every element of every contiguous array in the list is finite."""
-    cdef Py_ssize_t n = len(arrays), t, total = 0
+    cdef Py_ssize_t n = len(arrays), t
     cdef Py_ssize_t itemsize = 8 if f64 else 4
     cdef char **ptrs
     cdef Py_ssize_t *sizes
-    cdef int ok, nt
+    cdef int ok
     if n == 0:
         return True
     ptrs = <char **>malloc(n * sizeof(char *))
@@ -152,10 +147,8 @@ def all_finite(list arrays, bint f64, int n_threads):
         for t in range(n):
             ptrs[t] = _ptr(arrays[t])
             sizes[t] = cnp.PyArray_SIZE(<cnp.ndarray>arrays[t])
-            total += sizes[t]
-        nt = n_threads if total >= 4 * PARALLEL_MIN else 1
         with nogil:
-            ok = fnn_all_finite(ptrs, sizes, n, itemsize, nt)
+            ok = fnn_all_finite(ptrs, sizes, n, itemsize, n_threads)
     finally:
         free(ptrs)
         free(sizes)

@@ -10,7 +10,7 @@ was.
 import numpy as np
 
 from fastnn import _checks as C
-from fastnn._config import get_num_threads
+from fastnn._config import n_threads_for
 from fastnn._kernels import _optim
 from fastnn.ops import adam_hp
 from fastnn.nn.module import Parameter
@@ -43,6 +43,7 @@ class Optimizer:
         self.step_count = 0
         self.state = [self._init_state(p) for p in params]
         self.state_dtype = [p.data.dtype for p in params]
+        self._total = sum(p.data.size for p in params)
         self._cache = None
         # Parameters grouped by dtype: one kernel call per group.
         self._groups = {}
@@ -148,7 +149,7 @@ class Optimizer:
     def _step(self):
         """The update; returns False (and changes nothing) on a non-finite gradient."""
         lists = self._kernel_lists()
-        n_threads = get_num_threads()
+        n_threads = n_threads_for(self._total)
         if len(lists) > 1:
             # Several dtypes: check every group first so a failure never leaves a partial update.
             for ps, gs, slots, f64 in lists:
