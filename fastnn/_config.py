@@ -16,7 +16,7 @@ import os
 # that follows a GEMM was no faster than 1 thread (1.38 vs 1.25 ms); on its own,
 # without the GEMM before it, 2 threads gave 1.6x at 2M elements.  Kernels over
 # less than about a million elements stay on the calling thread.
-PARALLEL_MIN_ELEMENTS = 1 << 20
+PARALLEL_MIN_ELEMENTS = 1 << 22
 
 _state = {"n": None}
 

@@ -10,14 +10,17 @@ from the forward *output* y (relu: y > 0, sigmoid: y(1-y), tanh: 1-y^2, leaky
 relu: y > 0 with slope >= 0), so the pre-activation never has to be stored.
 
 The activation switch sits outside the inner loops so gcc can vectorize each
-loop.  Rows are split across threads for the forward pass; the backward pass
-splits *columns* into blocks so that each thread owns its slice of the bias
-gradient and no reduction across threads is needed.  Kernels never raise.
+loop.  Both passes walk whole rows contiguously (a column-block walk was
+measured 2x slower: the row stride makes the three streams alias in L1) and
+split rows across threads; in backward each thread sums its rows into its own
+double accumulators, added together after the loop.  Kernels never raise.
 """
 cimport numpy as cnp
 from cython cimport floating
 from cython.parallel cimport prange
 from libc.math cimport exp, expf, tanh, tanhf
+from libc.stdlib cimport free, malloc
+from libc.string cimport memset
 
 cnp.import_array()
 
@@ -27,7 +30,6 @@ cdef enum:
     ACT_LEAKY = 2
     ACT_SIGMOID = 3
     ACT_TANH = 4
-    COL_BLOCK_MAX = 512
 
 ACTIVATIONS = {None: ACT_IDENTITY, "identity": ACT_IDENTITY, "relu": ACT_RELU,
                "leaky_relu": ACT_LEAKY, "sigmoid": ACT_SIGMOID, "tanh": ACT_TANH}
@@ -198,45 +200,71 @@ def act_backward(cnp.ndarray grad_y, cnp.ndarray y, cnp.ndarray out, int act, do
             _dact_flat(<float *>op, <const float *>gp, <const float *>yp, n, act, <float>slope, n_threads)
 
 
-cdef void _col_block(const floating *gy, const floating *y, floating *gz, floating *gb,
-                     Py_ssize_t n, Py_ssize_t m, bint accumulate, int act, floating slope,
-                     Py_ssize_t c0, Py_ssize_t c1) noexcept nogil:
-    """Columns [c0, c1): gz = gy * act'(y) (skipped when gz is NULL: identity) and
-    gb (+)= column sums of gz, accumulated in double."""
-    cdef double acc[COL_BLOCK_MAX]
-    cdef Py_ssize_t w = c1 - c0, i, j
-    cdef const floating *row
-    for j in range(w):
-        acc[j] = 0.0
-    for i in range(n):
+cdef void _rows_block(const floating *gy, const floating *y, floating *gz, double *acc,
+                      Py_ssize_t lo, Py_ssize_t hi, Py_ssize_t m, int act,
+                      floating slope) noexcept nogil:
+    """Rows [lo, hi): gz = gy * act'(y) (skipped when gz is NULL: identity) and, when
+    acc is not NULL, acc = column sums of gz over these rows.  Full rows are walked
+    contiguously; rows are added four at a time in the array's type, then into the
+    double accumulators (a quarter of the conversions of a pure double sum)."""
+    cdef Py_ssize_t i = lo, j, k, r
+    cdef const floating *src = gz if gz != NULL else gy
+    cdef const floating *r0
+    cdef const floating *r1
+    cdef const floating *r2
+    cdef const floating *r3
+    if acc != NULL:
+        for j in range(m):
+            acc[j] = 0.0
+    while i < hi:
+        r = min(4, hi - i)
         if gz != NULL:
-            _dact_row(gz + i * m + c0, gy + i * m + c0, y + i * m + c0, w, act, slope)
-            row = gz + i * m + c0
-        else:
-            row = gy + i * m + c0
-        for j in range(w):
-            acc[j] += row[j]
+            for k in range(r):
+                _dact_row(gz + (i + k) * m, gy + (i + k) * m, y + (i + k) * m, m, act, slope)
+        if acc != NULL:
+            r0 = src + i * m
+            if r == 4:
+                r1 = r0 + m
+                r2 = r1 + m
+                r3 = r2 + m
+                for j in range(m):
+                    acc[j] += (r0[j] + r1[j]) + (r2[j] + r3[j])
+            else:
+                for k in range(r):
+                    r1 = r0 + k * m
+                    for j in range(m):
+                        acc[j] += r1[j]
+        i += r
+
+
+cdef int _act_bias(const floating *gy, const floating *y, floating *gz, floating *gb,
+                   Py_ssize_t n, Py_ssize_t m, bint accumulate, int act, floating slope,
+                   int n_threads) noexcept nogil:
+    """Rows split across threads, each with its own double accumulators, summed after.
+    Returns -1 when the accumulators cannot be allocated."""
+    cdef int nt = n_threads if n >= 16 * n_threads else 1
+    cdef Py_ssize_t t, j, lo, hi
+    cdef double *acc = NULL
+    cdef double total
     if gb != NULL:
-        if accumulate:
-            for j in range(w):
-                gb[c0 + j] = <floating>(gb[c0 + j] + acc[j])
-        else:
-            for j in range(w):
-                gb[c0 + j] = <floating>acc[j]
-
-
-cdef void _act_bias_cols(const floating *gy, const floating *y, floating *gz, floating *gb,
-                         Py_ssize_t n, Py_ssize_t m, bint accumulate, int act, floating slope,
-                         int n_threads) noexcept nogil:
-    cdef Py_ssize_t width, nb, blk, c0
-    width = (m + n_threads - 1) // n_threads
-    width = ((width + 15) // 16) * 16
-    if width > COL_BLOCK_MAX:
-        width = COL_BLOCK_MAX
-    nb = (m + width - 1) // width
-    for blk in prange(nb, schedule="static", num_threads=n_threads):
-        c0 = blk * width
-        _col_block(gy, y, gz, gb, n, m, accumulate, act, slope, c0, min(c0 + width, m))
+        acc = <double *>malloc(nt * m * sizeof(double))
+        if acc == NULL:
+            return -1
+    for t in prange(nt, schedule="static", chunksize=1, num_threads=nt):
+        lo = n * t // nt
+        hi = n * (t + 1) // nt
+        _rows_block(gy, y, gz, (acc + t * m) if acc != NULL else NULL, lo, hi, m, act, slope)
+    if gb != NULL:
+        for j in range(m):
+            total = 0.0
+            for t in range(nt):
+                total = total + acc[t * m + j]
+            if accumulate:
+                gb[j] = <floating>(gb[j] + total)
+            else:
+                gb[j] = <floating>total
+        free(acc)
+    return 0
 
 
 def act_backward_bias(cnp.ndarray grad_y, object y, object grad_z_out, object grad_bias_out,
@@ -245,20 +273,27 @@ def act_backward_bias(cnp.ndarray grad_y, object y, object grad_z_out, object gr
 
     2-D C-contiguous arrays.  grad_z_out=None means the identity activation (only
     the bias gradient is computed, from grad_y); grad_bias_out may be None.
-    Columns are split into blocks, each owned by one thread.
+    Rows are split across threads, each summing its own rows.
     """
     cdef Py_ssize_t n = cnp.PyArray_DIM(grad_y, 0), m = cnp.PyArray_DIM(grad_y, 1)
     cdef void *gp = cnp.PyArray_DATA(grad_y)
     cdef void *yp = _data(y)
     cdef void *zp = _data(grad_z_out)
     cdef void *bp = _data(grad_bias_out)
+    cdef bint f64 = _is_f64(grad_y)
+    cdef int rc
     if m == 0 or (zp == NULL and bp == NULL):
         return
-    cdef bint f64 = _is_f64(grad_y)
+    if n == 0:
+        if bp != NULL and not accumulate:
+            memset(bp, 0, m * (8 if f64 else 4))
+        return
     with nogil:
         if f64:
-            _act_bias_cols(<const double *>gp, <const double *>yp, <double *>zp, <double *>bp,
+            rc = _act_bias(<const double *>gp, <const double *>yp, <double *>zp, <double *>bp,
                            n, m, accumulate, act, slope, n_threads)
         else:
-            _act_bias_cols(<const float *>gp, <const float *>yp, <float *>zp, <float *>bp,
+            rc = _act_bias(<const float *>gp, <const float *>yp, <float *>zp, <float *>bp,
                            n, m, accumulate, act, <float>slope, n_threads)
+    if rc < 0:
+        raise MemoryError()

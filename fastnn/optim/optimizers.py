@@ -130,27 +130,23 @@ class Optimizer:
         return lists
 
     def step(self):
-        """Update every parameter in place from its ``.grad``.
+        """Update every parameter in place from its ``.grad`` (torch.optim semantics).
 
         Gradients are validated (shape, dtype, layout) before any parameter
-        changes; one fused kernel call per dtype updates all parameters.
-
-        Raises
-        ------
-        FloatingPointError
-            When a gradient holds NaN or inf.  Nothing is updated then (the check
-            runs inside the fused kernel, before any thread writes).
+        changes; one fused kernel call per dtype updates all parameters.  As in
+        torch, a NaN/inf gradient is applied as it is; ``fastnn.train.fit`` runs
+        the step with a fused finiteness check instead (see ``_step``).
         """
-        if not self._step():
-            raise FloatingPointError(
-                "non-finite gradient (NaN or inf): the optimizer step was skipped and the "
-                "parameters are unchanged")
+        self._step(check_finite=False)
 
-    def _step(self):
-        """The update; returns False (and changes nothing) on a non-finite gradient."""
+    def _step(self, check_finite=True):
+        """The update.  With ``check_finite``, returns False and changes nothing when
+        a gradient holds NaN/inf: each thread scans its span of the gradients inside
+        the fused kernel, and after a barrier nobody writes if any span was bad (one
+        extra read of the gradients, no extra parallel region)."""
         lists = self._kernel_lists()
         n_threads = n_threads_for(self._total)
-        if len(lists) > 1:
+        if check_finite and len(lists) > 1:
             # Several dtypes: check every group first so a failure never leaves a partial update.
             for ps, gs, slots, f64 in lists:
                 if not _optim.all_finite(gs, f64, n_threads):
@@ -160,7 +156,7 @@ class Optimizer:
         kind = _optim.KINDS[self._kind]
         for ps, gs, slots, f64 in lists:
             if not _optim.multi_update(kind, ps, gs, slots[0], slots[1], slots[2], f64, hp, n_threads,
-                                       len(lists) == 1):
+                                       check_finite and len(lists) == 1):
                 return False
         self.step_count = step
         return True
