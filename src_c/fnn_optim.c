@@ -259,16 +259,19 @@ int fnn_multi_update(fnn_update_fn fn, char *const *ptrs, const ptrdiff_t *offs,
         fnn_span(fn, ptrs, offs, n_tensors, itemsize, 0, total, a);
         return 1;
     }
-#pragma omp parallel num_threads(n_threads) reduction(|:any_bad)
+    /* any_bad is shared (no reduction clause: a reduction would give each thread
+       a private copy, and the flags would not be seen across the barrier). */
+#pragma omp parallel num_threads(n_threads) shared(any_bad)
     {
         const int nt = omp_get_num_threads(), tid = omp_get_thread_num();
         const ptrdiff_t lo = total * tid / nt, hi = total * (tid + 1) / nt;
         int bad = 0;
         if (check_finite) {
-            bad = !fnn_span_finite(ptrs, FNN_SLOTS, 1, offs, n_tensors, itemsize, lo, hi);
+            if (!fnn_span_finite(ptrs, FNN_SLOTS, 1, offs, n_tensors, itemsize, lo, hi)) {
+#pragma omp atomic write
+                any_bad = 1;
+            }
             /* every thread must know whether any span was bad before anyone writes */
-#pragma omp atomic
-            any_bad |= bad;
 #pragma omp barrier
 #pragma omp atomic read
             bad = any_bad;

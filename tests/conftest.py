@@ -56,7 +56,12 @@ def dtype(request):
 
 
 @pytest.fixture(params=[1, 2], ids=["1thread", "2threads"])
-def n_threads(request):
+def n_threads(request, monkeypatch):
+    """1 or 2 threads.  With 2, the size threshold under which kernels stay on one
+    thread is lowered to one element, so every kernel of the test runs its
+    parallel path (in normal use only multi-million-element work does)."""
+    if request.param > 1:
+        monkeypatch.setattr(fn._config, "PARALLEL_MIN_ELEMENTS", 1)
     with fn.threads(request.param):
         yield request.param
 

@@ -570,3 +570,36 @@ def test_checked_step_with_nonfinite_grad_changes_nothing(make, size, n_threads)
     # the plain step follows torch: the NaN goes through
     opt.step()
     assert np.isnan(ps[2].data[size - 1])
+
+
+def test_fused_check_parallel_path_kernel_level(dtype):
+    """The multi-tensor driver with 2 threads: a NaN in one thread's span stops every thread."""
+    from fastnn._kernels import _optim
+    rng = np.random.default_rng(1)
+    sizes = [5, 1000, 37]
+    f64 = dtype == np.float64
+
+    def fresh():
+        ps = [rng.standard_normal(k).astype(dtype) for k in sizes]
+        gs = [rng.standard_normal(k).astype(dtype) for k in sizes]
+        ms = [np.zeros(k, dtype) for k in sizes]
+        vs = [np.zeros(k, dtype) for k in sizes]
+        return ps, gs, ms, vs
+
+    hp = fn.ops.adam_hp(1, 1e-2, 0.9, 0.999, 1e-8, 0.0, False)
+    ps, gs, ms, vs = fresh()
+    one = [a.copy() for a in ps]
+    m1, v1 = [a.copy() for a in ms], [a.copy() for a in vs]
+    assert _optim.multi_update(1, one, gs, m1, v1, None, f64, hp, 1, True)
+    assert _optim.multi_update(1, ps, gs, ms, vs, None, f64, hp, 2, True)
+    for a, b in zip(ps, one):
+        np.testing.assert_array_equal(a, b)   # same spans, same arithmetic
+    for first in (True, False):                # NaN in the first / the last thread's span
+        before = [a.copy() for a in ps]
+        gs_bad = [g.copy() for g in gs]
+        gs_bad[0 if first else 2][0 if first else -1] = np.inf if first else np.nan
+        assert not _optim.multi_update(1, ps, gs_bad, ms, vs, None, f64, hp, 2, True)
+        for a, b in zip(ps, before):
+            np.testing.assert_array_equal(a, b)
+        assert not _optim.all_finite(gs_bad, f64, 2)
+    assert _optim.all_finite(gs, f64, 2)
