@@ -12,6 +12,7 @@ from fastnn import ops
 from fastnn._config import n_threads_for
 from fastnn._kernels import _loss
 from fastnn.nn.layers import _Buffers
+from fastnn.nn.module import owned_copy
 
 
 class Loss:
@@ -32,7 +33,7 @@ class Loss:
         """Gradient of the last computed loss with respect to ``pred`` (a new array)."""
         if self._grad is None:
             raise RuntimeError(f"{type(self).__name__}.backward() called before the loss was computed")
-        return self._grad.copy()
+        return owned_copy(self, "grad", self._grad)
 
     def _backward(self):
         return self._grad

@@ -6,11 +6,44 @@ buffers (keyed by batch shape) and return them; ``fit`` and Sequential chain
 these directly, so a training step after the first allocates nothing.  User
 subclasses implement ``forward``/``backward`` as usual and still compose.
 """
+import sys
 from collections import OrderedDict
 
 import numpy as np
 
 from fastnn import _checks as C
+
+
+_POOL_MAX = 3
+
+
+def owned_copy(owner, slot, a):
+    """A copy of ``a`` that the caller owns, in a recycled array when possible.
+
+    ``owner`` keeps up to _POOL_MAX earlier results per (slot, shape, dtype); one
+    is reused only when nothing outside the pool references it any more (no
+    variable, view or exported buffer: its reference count is the pool's own),
+    so an array a user still holds is never written again.  Reusing saves the
+    page faults of a fresh large allocation, which cost more than the copy.
+    """
+    pools = owner.__dict__.get("_out_pools")
+    if pools is None:
+        pools = {}
+        object.__setattr__(owner, "_out_pools", pools)
+    key = (slot, a.shape, a.dtype)
+    pool = pools.get(key)
+    if pool is None:
+        pool = pools[key] = []
+    for i in range(len(pool)):
+        # references: the pool list, and getrefcount's own argument
+        if sys.getrefcount(pool[i]) == 2:
+            out = pool[i]
+            np.copyto(out, a)
+            return out
+    out = np.array(a, copy=True, order="C")
+    if len(pool) < _POOL_MAX:
+        pool.append(out)
+    return out
 
 
 class Parameter:
@@ -118,14 +151,14 @@ class Module:
         """Compute the output for input ``x`` (returns a new array)."""
         if type(self)._forward is Module._forward:
             raise NotImplementedError(f"{type(self).__name__} must implement forward()")
-        return np.array(self._forward(x), copy=True)
+        return owned_copy(self, "forward", self._forward(x))
 
     def backward(self, grad_y):
         """Back-propagate ``grad_y``: accumulate parameter gradients, return grad wrt input."""
         if type(self)._backward is Module._backward:
             raise NotImplementedError(f"{type(self).__name__} must implement backward()")
         g = self._backward(grad_y, True)
-        return None if g is None else np.array(g, copy=True)
+        return None if g is None else owned_copy(self, "backward", g)
 
     def _forward(self, x):
         # Default for user modules: their own forward.
