@@ -436,3 +436,28 @@ def test_large_model_same_at_1_and_2_threads(dtype, assert_close):
         results[n] = [y, gx] + [p.grad.copy() for p in model.parameters()]
     for a, b in zip(results[1], results[2]):
         assert_close(a, b, scale=20)
+
+
+def test_recycled_outputs_never_overwrite_what_a_caller_holds(rng):
+    """forward() reuses an earlier output array only when nobody references it."""
+    model = fn.nn.Sequential(fn.nn.Linear(4, 3, seed=0), fn.nn.ReLU())
+    xs = [rng.standard_normal((5, 4)).astype(np.float32) for _ in range(6)]
+    held = []
+    for x in xs[:3]:
+        held.append(model(x))          # all three stay referenced
+    view = model(xs[3])[1:3]           # only a view of the fourth survives
+    view_copy = view.copy()
+    for x in xs[4:]:
+        out = model(x)
+        for h in held:
+            assert not np.shares_memory(out, h)
+        assert not np.shares_memory(out, view)
+    for h, x in zip(held, xs[:3]):
+        np.testing.assert_allclose(h, np.maximum(x @ model[0].weight.data.T + model[0].bias.data, 0),
+                                   rtol=1e-6)
+    np.testing.assert_array_equal(view, view_copy)
+    # once dropped, arrays are recycled: the results stay correct
+    del held, view
+    for x in xs:
+        np.testing.assert_allclose(model(x), np.maximum(x @ model[0].weight.data.T + model[0].bias.data, 0),
+                                   rtol=1e-6)
