@@ -257,6 +257,15 @@ def _state_array(a, name, like):
     return a
 
 
+def _momentum_buffer(momentum, buf, param):
+    """The momentum buffer to pass to a kernel: validated, or None without momentum."""
+    if momentum <= 0:
+        return None
+    if buf is None:
+        raise ValueError("momentum > 0 needs a momentum_buffer array")
+    return _state_array(buf, "momentum_buffer", param)
+
+
 def _update_args(param, grad):
     _state_array(param, "param", param)
     if param.dtype not in C.FLOAT_DTYPES:
@@ -284,12 +293,7 @@ def sgd_update(param, grad, momentum_buffer=None, *, lr, momentum=0.0, dampening
     grad = _update_args(param, grad)
     lr = C.real(lr, "learning rate", low=0.0)
     momentum = C.real(momentum, "momentum value", low=0.0)
-    if momentum > 0:
-        if momentum_buffer is None:
-            raise ValueError("momentum > 0 needs a momentum_buffer array")
-        _state_array(momentum_buffer, "momentum_buffer", param)
-    else:
-        momentum_buffer = None
+    momentum_buffer = _momentum_buffer(momentum, momentum_buffer, param)
     if nesterov and (momentum <= 0 or dampening != 0):
         raise ValueError("Nesterov momentum requires a momentum and zero dampening")
     hp = {"lr": lr, "momentum": momentum, "dampening": C.real(dampening, "dampening"),
@@ -346,12 +350,7 @@ def rmsprop_update(param, grad, square_avg, *, lr, alpha, eps, weight_decay=0.0,
     grad = _update_args(param, grad)
     _state_array(square_avg, "square_avg", param)
     momentum = C.real(momentum, "momentum value", low=0.0)
-    if momentum > 0:
-        if momentum_buffer is None:
-            raise ValueError("momentum > 0 needs a momentum_buffer array")
-        _state_array(momentum_buffer, "momentum_buffer", param)
-    else:
-        momentum_buffer = None
+    momentum_buffer = _momentum_buffer(momentum, momentum_buffer, param)
     if centered:
         if grad_avg is None:
             raise ValueError("centered=True needs a grad_avg array")

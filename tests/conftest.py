@@ -50,6 +50,22 @@ def _assert_close(actual, desired, dtype=None, scale=1.0, err_msg=""):
     )
 
 
+def numeric_grad(f, a, h=1e-6):
+    """Central finite differences of scalar f() w.r.t. array a (perturbed in place)."""
+    g = np.zeros(a.shape, dtype=np.float64)
+    it = np.nditer(a, flags=["multi_index"])
+    for _ in it:
+        i = it.multi_index
+        old = a[i]
+        a[i] = old + h
+        fp = f()
+        a[i] = old - h
+        fm = f()
+        a[i] = old
+        g[i] = (fp - fm) / (2 * h)
+    return g
+
+
 @pytest.fixture(params=DTYPES, ids=["float32", "float64"])
 def dtype(request):
     return np.dtype(request.param).type

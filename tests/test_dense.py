@@ -6,6 +6,8 @@ import pytest
 import fastnn as fn
 from fastnn import nn, ops, optim
 
+from conftest import numeric_grad
+
 ACT_MODULES = {
     "relu": lambda: nn.ReLU(),
     "leaky_relu": lambda: nn.LeakyReLU(negative_slope=0.1),
@@ -16,20 +18,6 @@ ACT_MODULES = {
 
 # ---------------------------------------------------------------------------- helpers
 
-def numeric_grad(f, a, h=1e-6):
-    """Central finite differences of scalar f() w.r.t. array a (perturbed in place)."""
-    g = np.zeros(a.shape, dtype=np.float64)
-    it = np.nditer(a, flags=["multi_index"])
-    for _ in it:
-        i = it.multi_index
-        old = a[i]
-        a[i] = old + h
-        fp = f()
-        a[i] = old - h
-        fm = f()
-        a[i] = old
-        g[i] = (fp - fm) / (2 * h)
-    return g
 
 
 def check_module_gradients(model, x, seed=0, rtol=1e-6, atol=1e-8):

@@ -6,20 +6,9 @@ import pytest
 
 from fastnn import losses, nn
 
+from conftest import numeric_grad
 
-def numeric_grad(f, a, h=1e-6):
-    g = np.zeros(a.shape)
-    it = np.nditer(a, flags=["multi_index"])
-    for _ in it:
-        i = it.multi_index
-        old = a[i]
-        a[i] = old + h
-        fp = f()
-        a[i] = old - h
-        fm = f()
-        a[i] = old
-        g[i] = (fp - fm) / (2 * h)
-    return g
+
 
 
 def _prob_targets(rng, n, c, dtype):
