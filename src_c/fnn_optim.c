@@ -317,10 +317,10 @@ const char *fnn_simd_path(void)
 #if FNN_HAVE_CLONES
     __builtin_cpu_init();
     if (__builtin_cpu_supports("x86-64-v4"))
-        return "x86-64-v4 (AVX-512 clone)";
+        return "optimizer loops: x86-64-v4 (AVX-512 clone); other kernels: x86-64 baseline (SSE2)";
     if (__builtin_cpu_supports("x86-64-v3"))
-        return "x86-64-v3 (AVX2/FMA clone)";
-    return "x86-64 baseline (SSE2 clone)";
+        return "optimizer loops: x86-64-v3 (AVX2/FMA clone); other kernels: x86-64 baseline (SSE2)";
+    return "x86-64 baseline (SSE2)";
 #elif defined(__x86_64__)
     return "x86-64 baseline (SSE2)";
 #elif defined(__aarch64__)
