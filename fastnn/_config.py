@@ -18,7 +18,19 @@ import os
 # less than about a million elements stay on the calling thread.
 PARALLEL_MIN_ELEMENTS = 1 << 22
 
-_state = {"n": None}
+_state = {"n": None, "forked": False}
+
+
+def _after_fork_in_child():
+    # GNU libgomp is not fork-safe: a child process that starts a parallel
+    # region after its parent used OpenMP threads waits forever for threads
+    # that do not exist in the child.  fastnn's kernels therefore run on the
+    # calling thread in a forked child (BLAS keeps its own setting).
+    _state["forked"] = True
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_after_fork_in_child)
 
 
 def _env_threads():
@@ -106,8 +118,9 @@ def threads(n):
 
 
 def n_threads_for(work):
-    """Thread count for a kernel over ``work`` elements (1 below the threshold)."""
-    if work < PARALLEL_MIN_ELEMENTS:
+    """Thread count for a kernel over ``work`` elements (1 below the threshold,
+    and always 1 in a process forked from a fastnn process)."""
+    if work < PARALLEL_MIN_ELEMENTS or _state["forked"]:
         return 1
     n = _state["n"]
     return n if n is not None else get_num_threads()

@@ -148,3 +148,55 @@ def test_threads_setting_does_not_change_results_type():
             y = ops.linear(x, w)
         assert y.dtype == np.float32
         np.testing.assert_array_equal(y, np.full((4, 2), 3.0, np.float32))
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="needs fork")
+def test_forked_child_runs_kernels_without_hanging(monkeypatch):
+    """libgomp is not fork-safe; fastnn's kernels go serial in a forked child."""
+    import multiprocessing as mp
+
+    monkeypatch.setattr(fn._config, "PARALLEL_MIN_ELEMENTS", 1)
+    x = np.linspace(-1, 1, 100_000, dtype=np.float32)
+    with fn.threads(2):
+        expected = fn.ops.activation_forward(x, "relu")   # a real 2-thread region in the parent
+
+        ctx = mp.get_context("fork")
+        q = ctx.Queue()
+        p = ctx.Process(target=_child_relu, args=(x, q))
+        p.start()
+        try:
+            got = q.get(timeout=60)   # read before join: a full pipe would block the child's exit
+        except Exception:             # queue.Empty: the child hung (or died) before answering
+            got = None
+        p.join(10)
+        if p.is_alive():
+            p.kill()
+    assert got is not None, "forked child hung in a fastnn kernel"
+    np.testing.assert_array_equal(got, expected)
+
+
+def _child_relu(x, q):
+    with fn.threads(2):
+        q.put(fn.ops.activation_forward(x, "relu"))
+
+
+def test_concurrent_python_threads_give_serial_results(rng):
+    """Kernels release the GIL and keep no shared scratch state."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    X = rng.standard_normal((512, 20)).astype(np.float32)
+    y = (X[:, 0] > 0).astype(np.int64)
+
+    def train(seed):
+        model = fn.nn.Sequential(fn.nn.Linear(20, 32, seed=seed), fn.nn.ReLU(), fn.nn.Linear(32, 2, seed=seed + 1))
+        opt = fn.optim.Adam(model.parameters(), lr=1e-2)
+        fn.train.fit(model, fn.losses.CrossEntropyLoss(), opt, X, y, epochs=3, batch_size=32, seed=seed,
+                     progress=False)
+        return model.state_dict()
+
+    serial = [train(s) for s in range(4)]
+    with ThreadPoolExecutor(max_workers=4) as pool:
+        parallel = list(pool.map(train, range(4)))
+    for a, b in zip(serial, parallel):
+        for k in a:
+            np.testing.assert_array_equal(a[k], b[k])
