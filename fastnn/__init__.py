@@ -8,17 +8,32 @@ import os as _os
 from fastnn._version import __version__
 
 # libgomp spin-waits after a parallel region by default; its idle threads would
-# then steal the cores from the BLAS GEMM that follows every fastnn kernel.  Ask
-# for sleeping threads, for our OpenMP runtime only: the variable is read when
-# libgomp loads (with our first kernel module) and is removed again right after,
-# so other libraries and child processes see the environment the user set.
+# then steal the cores from the BLAS GEMM that follows a fastnn kernel.  A wheel
+# repaired by auditwheel carries its own, privately named libgomp (in
+# fastnn_cpu.libs/), used by fastnn alone: for it we ask for sleeping threads.
+# The variable is read when libgomp loads (with our first kernel module) and is
+# removed right after, so child processes see the environment the user set.  A
+# source build links the system's shared libgomp.so.1, which other libraries
+# (torch ships one with the same name) may load and use too: there we leave the
+# wait policy alone rather than change theirs (measured: torch's MLP epoch ran
+# 10% slower with PASSIVE), and fastnn's kernels only go parallel for
+# multi-million-element work anyway.
+def _has_private_openmp():
+    import glob
+
+    site = _os.path.dirname(_os.path.dirname(_os.path.abspath(__file__)))
+    return bool(glob.glob(_os.path.join(site, "fastnn_cpu.libs", "libgomp*")))
+
+
+_openmp_private = _has_private_openmp()
 _wait_policy_was = _os.environ.get("OMP_WAIT_POLICY")
-if _wait_policy_was is None:
+_set_wait_policy = _openmp_private and _wait_policy_was is None
+if _set_wait_policy:
     _os.environ["OMP_WAIT_POLICY"] = "PASSIVE"
 try:
     from fastnn._kernels import _common as _common_kernels
 finally:
-    if _wait_policy_was is None:
+    if _set_wait_policy:
         _os.environ.pop("OMP_WAIT_POLICY", None)
 
 from fastnn._config import get_num_threads, set_num_threads, threads  # noqa: E402

@@ -200,3 +200,43 @@ def test_concurrent_python_threads_give_serial_results(rng):
     for a, b in zip(serial, parallel):
         for k in a:
             np.testing.assert_array_equal(a[k], b[k])
+
+
+def _python(code, env_extra=None):
+    import subprocess
+    import sys
+
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    env = {k: v for k, v in os.environ.items() if k not in ("FASTNN_NUM_THREADS", "OMP_NUM_THREADS")}
+    env["PYTHONPATH"] = root + os.pathsep + env.get("PYTHONPATH", "")
+    env.update(env_extra or {})
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=120)
+    assert r.returncode == 0, r.stderr
+    return r.stdout.strip()
+
+
+def test_default_threads_follow_affinity_and_env():
+    n_aff = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    code = "import fastnn; print(fastnn.get_num_threads())"
+    assert int(_python(code)) == n_aff
+    assert int(_python(code, {"OMP_NUM_THREADS": "1"})) == 1
+    assert int(_python(code, {"FASTNN_NUM_THREADS": "1", "OMP_NUM_THREADS": "2"})) == 1
+    # a request above the cores the process may use is capped by the affinity
+    assert int(_python(code, {"FASTNN_NUM_THREADS": str(n_aff + 7)})) == n_aff
+
+
+@pytest.mark.parametrize("order", ["torch_first", "fastnn_first"])
+def test_import_next_to_torch_in_either_order(order):
+    pytest.importorskip("torch")
+    imports = "import torch, fastnn" if order == "torch_first" else "import fastnn, torch"
+    code = f"""{imports}
+import numpy as np
+fastnn._config.PARALLEL_MIN_ELEMENTS = 1
+x = np.linspace(-1, 1, 200_000, dtype=np.float32)
+with fastnn.threads(2):
+    y = fastnn.ops.activation_forward(x, "relu")
+t = torch.relu(torch.from_numpy(x)).numpy()
+assert np.array_equal(y, t)
+print("ok", fastnn.show_config()["openmp"])
+"""
+    assert _python(code) == "ok True"
