@@ -38,6 +38,9 @@ __all__ = ["Unavailable", "Impl", "thread_limit", "make_workload", "workload_nam
            "run_workload", "main"]
 
 
+SETTLE_S = 0.05   # untimed pause between implementations (see run_workload)
+
+
 class Unavailable(Exception):
     """An implementation cannot be built here (its library is not installed)."""
 
@@ -57,6 +60,121 @@ class Impl:
 
     def result(self):
         return None if self._result is None else self._result()
+
+
+_IN_CHILD = False
+
+
+class RemoteImpl(Impl):
+    """An implementation that runs in its own (spawned) process.
+
+    PyTorch implementations run this way.  torch ships a libgomp with the same
+    soname as the system one that a source build of fastnn links, so in one
+    process both libraries share one OpenMP runtime, and its wait policy then
+    distorts one side or the other (measured on the 2-core VM: with PASSIVE,
+    torch's MLP epoch ran 70% slower; with the default spinning, NumPy's 2-thread
+    MLP epoch ran 35-60% slower once torch had run in the process).  The parent
+    still interleaves the calls; the time reported is measured in the child
+    around the call itself.
+    """
+
+    def __init__(self, factory, name):
+        import multiprocessing as mp
+
+        if importlib.util.find_spec("torch") is None:
+            raise Unavailable("PyTorch is not installed")
+        ctx = mp.get_context("spawn")
+        self._conn, child = ctx.Pipe()
+        self._proc = ctx.Process(target=_remote_main, args=(child, factory, name), daemon=True)
+        self._proc.start()
+        child.close()
+        status, payload = self._conn.recv()
+        if status != "ok":
+            self.close()
+            if status == "unavailable":
+                raise Unavailable(payload)
+            raise RuntimeError(f"{name} could not start in its own process: {payload}")
+        super().__init__(self._remote_run, self._remote_result, label=name)
+        self.last_elapsed = None
+
+    def _call(self, *msg):
+        self._conn.send(msg)
+        status, payload = self._conn.recv()
+        if status != "ok":
+            raise RuntimeError(f"{self.label} (child process): {payload}")
+        return payload
+
+    def _remote_run(self):
+        self.last_elapsed = self._call("run")
+
+    def _remote_result(self):
+        return self._call("result")
+
+    def set_threads(self, n):
+        self._call("threads", n)
+
+    def close(self):
+        proc = getattr(self, "_proc", None)
+        if proc is None:
+            return
+        try:
+            self._conn.send(("close",))
+        except (OSError, EOFError, BrokenPipeError):
+            pass
+        proc.join(5)
+        if proc.is_alive():
+            proc.terminate()
+        self._proc = None
+
+    def __del__(self):
+        self.close()
+
+
+def _remote_main(conn, factory, name):
+    """Child side of RemoteImpl: build the same workload, then serve run/result/threads."""
+    global _IN_CHILD
+    _IN_CHILD = True
+    limits = None
+    try:
+        impl = make_workload(*factory).make(name)
+    except Unavailable as exc:
+        conn.send(("unavailable", str(exc)))
+        return
+    except Exception as exc:  # noqa: BLE001 - reported to the parent
+        conn.send(("error", repr(exc)))
+        return
+    conn.send(("ok", None))
+    while True:
+        try:
+            msg = conn.recv()
+        except EOFError:
+            return
+        cmd = msg[0]
+        try:
+            if cmd == "run":
+                t0 = time.perf_counter()
+                impl.run()
+                conn.send(("ok", time.perf_counter() - t0))
+            elif cmd == "result":
+                conn.send(("ok", impl.result()))
+            elif cmd == "threads":
+                import fastnn
+                from threadpoolctl import threadpool_limits
+
+                n = msg[1]
+                limits = threadpool_limits(limits=n)
+                fastnn.set_num_threads(n)
+                torch = sys.modules.get("torch")
+                if torch is not None:
+                    torch.set_num_threads(n)
+                conn.send(("ok", None))
+            elif cmd == "close":
+                return
+            else:
+                conn.send(("error", f"unknown command {cmd!r}"))
+        except Exception as exc:  # noqa: BLE001 - reported to the parent
+            conn.send(("error", repr(exc)))
+    del limits
 
 
 # ---------------------------------------------------------------------------
@@ -93,7 +211,7 @@ def thread_limit(n):
     import fastnn
     from threadpoolctl import threadpool_limits
 
-    torch = _torch()
+    torch = sys.modules.get("torch")   # only if this process already uses it
     old = torch.get_num_threads() if torch is not None else None
     with fastnn.threads(n), threadpool_limits(limits=n):
         if torch is not None:
@@ -198,6 +316,9 @@ class Workload:
     unit = "call"
 
     def make(self, name):
+        factory = getattr(self, "_factory", None)
+        if name.startswith("torch") and factory is not None and not _IN_CHILD:
+            return RemoteImpl(factory, name)
         return getattr(self, "_make_" + name.replace("-", "_"))()
 
     def check(self, name, impl, ref):  # pragma: no cover - overridden
@@ -740,6 +861,7 @@ def make_workload(name, quick=False):
         raise ValueError(f"unknown workload {name!r}; expected one of {workload_names(quick)}")
     if quick:
         wl.repeats = min(wl.repeats, 3)
+    wl._factory = (name, quick)
     return wl
 
 
@@ -772,6 +894,9 @@ def run_workload(wl, impls, n_threads, repeats=None, warmup=1):
     names = list(impls)
     times = {k: [] for k in names}
     with thread_limit(n_threads):
+        for impl in impls.values():
+            if isinstance(impl, RemoteImpl):
+                impl.set_threads(n_threads)
         for _ in range(warmup):
             for k in names:
                 impls[k].run()
@@ -781,10 +906,17 @@ def run_workload(wl, impls, n_threads, repeats=None, warmup=1):
                 order = names[r % len(names):] + names[:r % len(names)]
                 for k in order:
                     gc.collect()
+                    # Let the previous implementation's idle OpenMP threads finish
+                    # spinning (libgomp's default spin lasts a few ms) before timing
+                    # the next one: torch, scikit-learn and a source build of fastnn
+                    # each keep their runtime's default wait policy.
+                    time.sleep(SETTLE_S)
                     gc.disable()
                     t0 = time.perf_counter()
                     impls[k].run()
-                    times[k].append(time.perf_counter() - t0)
+                    elapsed = time.perf_counter() - t0
+                    # a RemoteImpl reports the time of the call in its own process
+                    times[k].append(getattr(impls[k], "last_elapsed", None) or elapsed)
                     if gc_was_enabled:
                         gc.enable()
         finally:
