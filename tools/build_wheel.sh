@@ -54,6 +54,8 @@ import numpy, fastnn
 cfg = fastnn.show_config()
 assert "site-packages" in fastnn.__file__, fastnn.__file__
 assert cfg["openmp"], cfg
+# auditwheel bundled a privately named libgomp: fastnn then asks it for PASSIVE threads
+assert fastnn._openmp_private, "no private libgomp found in fastnn_cpu.libs/"
 print(f"fastnn {cfg['version']} from {fastnn.__file__}; numpy {numpy.__version__}; openmp {cfg['openmp']}")
 PY
         "$venv/bin/python" -m pytest tests -q -p no:cacheprovider -x
