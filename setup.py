@@ -5,7 +5,8 @@ The Cython modules in ``fastnn/_kernels`` (plus the plain C inner loops in
 test compile *and link* in the ``build_ext`` subclass below (the way pykdtree
 does it); ``FASTNN_USE_OPENMP=0`` forces a serial build, and a compiler without
 OpenMP gives a serial build with a printed warning.  ``FASTNN_DEBUG=1`` turns
-Cython's bounds checking back on.
+Cython's bounds checking back on.  ``FASTNN_NO_CLONES=1`` builds the C loops for
+the baseline x86-64 level only (no AVX2/AVX-512 target_clones).
 """
 import os
 import shutil
@@ -87,8 +88,8 @@ class BuildExt(build_ext):
 KERNELS = {
     # module name: extra plain-C sources
     "_common": ["src_c/fnn_optim.c"],
-    "_dense": [],
-    "_loss": [],
+    "_dense": ["src_c/fnn_dense.c"],
+    "_loss": ["src_c/fnn_dense.c"],
     "_optim": ["src_c/fnn_optim.c"],
     "_data": [],
 }
@@ -98,7 +99,8 @@ extensions = [
         f"fastnn._kernels.{name}",
         [f"fastnn/_kernels/{name}.pyx"] + c_sources,
         include_dirs=[np.get_include(), "src_c"],
-        define_macros=[("NPY_NO_DEPRECATED_API", "NPY_1_7_API_VERSION")],
+        define_macros=[("NPY_NO_DEPRECATED_API", "NPY_1_7_API_VERSION")]
+        + ([("FNN_NO_CLONES", "1")] if os.environ.get("FASTNN_NO_CLONES") == "1" else []),
     )
     for name, c_sources in KERNELS.items()
 ]

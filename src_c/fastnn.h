@@ -67,6 +67,23 @@ int fnn_multi_update(fnn_update_fn fn, char *const *ptrs, const ptrdiff_t *offs,
 int fnn_all_finite(char *const *ptrs, const ptrdiff_t *sizes, ptrdiff_t n_arrays, ptrdiff_t itemsize,
                    int n_threads);
 
+/* Dense epilogues (fnn_dense.c), on `rows` contiguous rows of m elements.
+ * act: 0 identity, 1 relu, 2 leaky relu, 3 sigmoid, 4 tanh.
+ * act_rows: y = act(x + b) (y may be x, b may be NULL).
+ * dact_rows: gz = gy * act'(y) (gz NULL: identity, nothing written) and, when acc
+ * is not NULL, acc[0:m] = column sums of gz over the rows, in double. */
+void fnn_act_rows_f32(float *y, const float *x, const float *b, ptrdiff_t rows, ptrdiff_t m,
+                      int act, float slope);
+void fnn_act_rows_f64(double *y, const double *x, const double *b, ptrdiff_t rows, ptrdiff_t m,
+                      int act, double slope);
+void fnn_dact_rows_f32(float *gz, const float *gy, const float *y, double *acc, ptrdiff_t rows,
+                       ptrdiff_t m, int act, float slope);
+void fnn_dact_rows_f64(double *gz, const double *gy, const double *y, double *acc, ptrdiff_t rows,
+                       ptrdiff_t m, int act, double slope);
+/* g = scale * (p - t); returns sum((p - t)^2) in double. */
+double fnn_mse_f32(const float *p, const float *t, float *g, ptrdiff_t n, float scale);
+double fnn_mse_f64(const double *p, const double *t, double *g, ptrdiff_t n, double scale);
+
 /* Name of the SIMD path these loops were compiled for. */
 const char *fnn_simd_path(void);
 

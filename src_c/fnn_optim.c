@@ -12,18 +12,7 @@
 #include <stdlib.h>
 #include "fastnn.h"
 
-/* One portable binary, several x86-64 levels: gcc emits a clone of each loop for
- * x86-64-v4 (AVX-512), x86-64-v3 (AVX2/FMA) and the baseline, and the dynamic
- * loader picks one for the running CPU (ifunc).  FASTNN_NO_CLONES=1 at build time,
- * or a compiler without the attribute, gives the baseline only. */
-#if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__) && (__GNUC__ >= 12) \
-    && defined(__linux__) && !defined(FNN_NO_CLONES)
-#define FNN_CLONES __attribute__((target_clones("arch=x86-64-v4", "arch=x86-64-v3", "default")))
-#define FNN_HAVE_CLONES 1
-#else
-#define FNN_CLONES
-#define FNN_HAVE_CLONES 0
-#endif
+#include "fnn_simd.h"
 
 #define DEFINE_UPDATES(T, SUF, SQRT, MAX)                                                   \
 FNN_CLONES void fnn_sgd_##SUF(void *param, const void *grad, void *s0, void *s1, void *s2,             \
@@ -317,9 +306,9 @@ const char *fnn_simd_path(void)
 #if FNN_HAVE_CLONES
     __builtin_cpu_init();
     if (__builtin_cpu_supports("x86-64-v4"))
-        return "optimizer loops: x86-64-v4 (AVX-512 clone); other kernels: x86-64 baseline (SSE2)";
+        return "x86-64-v4 (AVX-512 clones of the optimizer, activation and loss loops)";
     if (__builtin_cpu_supports("x86-64-v3"))
-        return "optimizer loops: x86-64-v3 (AVX2/FMA clone); other kernels: x86-64 baseline (SSE2)";
+        return "x86-64-v3 (AVX2/FMA clones of the optimizer, activation and loss loops)";
     return "x86-64 baseline (SSE2)";
 #elif defined(__x86_64__)
     return "x86-64 baseline (SSE2)";

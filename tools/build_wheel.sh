@@ -5,6 +5,7 @@
 # numpy 1.26 and once with the newest numpy 2.x.  Each check imports fastnn
 # from site-packages, asserts show_config() reports OpenMP, and runs the test
 # suite (a copy of tests/, run from a scratch folder) against the installed wheel.
+# Finally the sdist itself is installed (pip builds it) and tested the same way.
 #
 #   tools/build_wheel.sh            # wheel and sdist end up in dist/
 #   PYTHON=python3.12 tools/build_wheel.sh
@@ -43,10 +44,10 @@ mkdir -p "$WORK/suite"
 cp -r "$ROOT/tests" "$WORK/suite/tests"
 
 check() {
-    local label="$1" numpy_spec="$2" venv="$WORK/venv-$1"
-    echo "== check with $label ($numpy_spec)"
+    local label="$1" numpy_spec="$2" artifact="$3" venv="$WORK/venv-$1"
+    echo "== check $label ($numpy_spec, $(basename "$artifact"))"
     "$PY" -m venv "$venv"
-    "$venv/bin/python" -m pip install -q "$numpy_spec" "$WHEEL" pytest threadpoolctl
+    "$venv/bin/python" -m pip install -q "$numpy_spec" "$artifact" pytest threadpoolctl
     (
         cd "$WORK/suite"
         "$venv/bin/python" - <<'PY'
@@ -54,13 +55,15 @@ import numpy, fastnn
 cfg = fastnn.show_config()
 assert "site-packages" in fastnn.__file__, fastnn.__file__
 assert cfg["openmp"], cfg
-# auditwheel bundled a privately named libgomp: fastnn then asks it for PASSIVE threads
-assert fastnn._openmp_private, "no private libgomp found in fastnn_cpu.libs/"
 print(f"fastnn {cfg['version']} from {fastnn.__file__}; numpy {numpy.__version__}; openmp {cfg['openmp']}")
 PY
         "$venv/bin/python" -m pytest tests -q -p no:cacheprovider -x
     )
 }
-check numpy1 "numpy==1.26.4"
-check numpy2 "numpy>=2"
+check wheel-numpy1 "numpy==1.26.4" "$WHEEL"
+check wheel-numpy2 "numpy>=2" "$WHEEL"
+# auditwheel bundled a privately named libgomp: fastnn then asks it for PASSIVE threads
+(cd "$WORK/suite" && "$WORK/venv-wheel-numpy2/bin/python" -c \
+    "import fastnn; assert fastnn._openmp_private, 'no private libgomp in fastnn_cpu.libs/'")
+check sdist "numpy>=2" "$SDIST"
 echo "== wheel checks passed: $(basename "$WHEEL")"

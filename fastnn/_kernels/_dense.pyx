@@ -18,7 +18,6 @@ double accumulators, added together after the loop.  Kernels never raise.
 cimport numpy as cnp
 from cython cimport floating
 from cython.parallel cimport prange
-from libc.math cimport exp, expf, tanh, tanhf
 from libc.stdlib cimport free, malloc
 from libc.string cimport memset
 
@@ -35,91 +34,31 @@ ACTIVATIONS = {None: ACT_IDENTITY, "identity": ACT_IDENTITY, "relu": ACT_RELU,
                "leaky_relu": ACT_LEAKY, "sigmoid": ACT_SIGMOID, "tanh": ACT_TANH}
 
 
-cdef inline floating _sigmoid(floating z) noexcept nogil:
+cdef extern from "fastnn.h" nogil:
+    void fnn_act_rows_f32(float *y, const float *x, const float *b, Py_ssize_t rows, Py_ssize_t m,
+                          int act, float slope)
+    void fnn_act_rows_f64(double *y, const double *x, const double *b, Py_ssize_t rows,
+                          Py_ssize_t m, int act, double slope)
+    void fnn_dact_rows_f32(float *gz, const float *gy, const float *y, double *acc, Py_ssize_t rows,
+                           Py_ssize_t m, int act, float slope)
+    void fnn_dact_rows_f64(double *gz, const double *gy, const double *y, double *acc,
+                           Py_ssize_t rows, Py_ssize_t m, int act, double slope)
+
+
+cdef inline void _act_rows(floating *y, const floating *x, const floating *b, Py_ssize_t rows,
+                           Py_ssize_t m, int act, floating slope) noexcept nogil:
     if floating is float:
-        return 1.0 / (1.0 + expf(-z))
+        fnn_act_rows_f32(y, x, b, rows, m, act, slope)
     else:
-        return 1.0 / (1.0 + exp(-z))
+        fnn_act_rows_f64(y, x, b, rows, m, act, slope)
 
 
-cdef inline floating _tanh(floating z) noexcept nogil:
+cdef inline void _dact_rows(floating *gz, const floating *gy, const floating *y, double *acc,
+                            Py_ssize_t rows, Py_ssize_t m, int act, floating slope) noexcept nogil:
     if floating is float:
-        return tanhf(z)
+        fnn_dact_rows_f32(gz, gy, y, acc, rows, m, act, slope)
     else:
-        return tanh(z)
-
-
-cdef void _act_row(floating *y, const floating *x, const floating *b, Py_ssize_t n,
-                   int act, floating slope) noexcept nogil:
-    """y[j] = act(x[j] + b[j]) for one row (y may alias x; b may be NULL)."""
-    cdef Py_ssize_t j
-    cdef floating z
-    if b == NULL:
-        if act == ACT_IDENTITY:
-            if y != x:
-                for j in range(n):
-                    y[j] = x[j]
-        elif act == ACT_RELU:
-            for j in range(n):
-                z = x[j]
-                y[j] = z if z > 0 else 0
-        elif act == ACT_LEAKY:
-            for j in range(n):
-                z = x[j]
-                y[j] = z if z > 0 else z * slope
-        elif act == ACT_SIGMOID:
-            for j in range(n):
-                y[j] = _sigmoid(x[j])
-        else:
-            for j in range(n):
-                y[j] = _tanh(x[j])
-    else:
-        if act == ACT_IDENTITY:
-            for j in range(n):
-                y[j] = x[j] + b[j]
-        elif act == ACT_RELU:
-            for j in range(n):
-                z = x[j] + b[j]
-                y[j] = z if z > 0 else 0
-        elif act == ACT_LEAKY:
-            for j in range(n):
-                z = x[j] + b[j]
-                y[j] = z if z > 0 else z * slope
-        elif act == ACT_SIGMOID:
-            for j in range(n):
-                y[j] = _sigmoid(x[j] + b[j])
-        else:
-            for j in range(n):
-                y[j] = _tanh(x[j] + b[j])
-
-
-cdef void _dact_row(floating *gz, const floating *gy, const floating *y, Py_ssize_t n,
-                    int act, floating slope) noexcept nogil:
-    """gz[j] = gy[j] * act'(y[j]) with the derivative taken from the output y."""
-    # Loads are unconditional (g = gy[j] first): a load inside one arm of a
-    # conditional stops gcc from if-converting, and so from vectorizing, the loop.
-    cdef Py_ssize_t j
-    cdef floating v, g
-    if act == ACT_IDENTITY:
-        for j in range(n):
-            gz[j] = gy[j]
-    elif act == ACT_RELU:
-        for j in range(n):
-            g = gy[j]
-            gz[j] = g if y[j] > 0 else 0
-    elif act == ACT_LEAKY:
-        for j in range(n):
-            g = gy[j]
-            gz[j] = g if y[j] > 0 else g * slope
-    elif act == ACT_SIGMOID:
-        for j in range(n):
-            v = y[j]
-            gz[j] = gy[j] * v * (1 - v)
-    else:
-        for j in range(n):
-            v = y[j]
-            gz[j] = gy[j] * (1 - v * v)
-
+        fnn_dact_rows_f64(gz, gy, y, acc, rows, m, act, slope)
 
 
 cdef inline bint _is_f64(cnp.ndarray a) noexcept:
@@ -132,9 +71,12 @@ cdef inline void *_data(object a) noexcept:
 
 cdef void _bias_act_rows(floating *y, const floating *b, Py_ssize_t n, Py_ssize_t m, int act,
                          floating slope, int n_threads) noexcept nogil:
-    cdef Py_ssize_t i
-    for i in prange(n, schedule="static", num_threads=n_threads):
-        _act_row(y + i * m, y + i * m, b, m, act, slope)
+    cdef Py_ssize_t t, lo, hi
+    cdef int nt = n_threads if n >= n_threads else 1
+    for t in prange(nt, schedule="static", chunksize=1, num_threads=nt):
+        lo = n * t // nt
+        hi = n * (t + 1) // nt
+        _act_rows(y + lo * m, y + lo * m, b, hi - lo, m, act, slope)
 
 
 def bias_act_forward(cnp.ndarray y, object bias, int act, double slope, int n_threads):
@@ -157,7 +99,7 @@ cdef void _act_flat(floating *out, const floating *x, Py_ssize_t n, int act, flo
     cdef Py_ssize_t chunk = 16384, nc = (n + chunk - 1) // chunk, c, lo
     for c in prange(nc, schedule="static", num_threads=n_threads):
         lo = c * chunk
-        _act_row(out + lo, x + lo, <const floating *>NULL, min(chunk, n - lo), act, slope)
+        _act_rows(out + lo, x + lo, <const floating *>NULL, 1, min(chunk, n - lo), act, slope)
 
 
 def act_forward(cnp.ndarray x, cnp.ndarray out, int act, double slope, int n_threads):
@@ -180,7 +122,7 @@ cdef void _dact_flat(floating *out, const floating *gy, const floating *y, Py_ss
     cdef Py_ssize_t chunk = 16384, nc = (n + chunk - 1) // chunk, c, lo
     for c in prange(nc, schedule="static", num_threads=n_threads):
         lo = c * chunk
-        _dact_row(out + lo, gy + lo, y + lo, min(chunk, n - lo), act, slope)
+        _dact_rows(out + lo, gy + lo, y + lo, NULL, 1, min(chunk, n - lo), act, slope)
 
 
 def act_backward(cnp.ndarray grad_y, cnp.ndarray y, cnp.ndarray out, int act, double slope,
@@ -200,43 +142,6 @@ def act_backward(cnp.ndarray grad_y, cnp.ndarray y, cnp.ndarray out, int act, do
             _dact_flat(<float *>op, <const float *>gp, <const float *>yp, n, act, <float>slope, n_threads)
 
 
-cdef void _rows_block(const floating *gy, const floating *y, floating *gz, double *acc,
-                      Py_ssize_t lo, Py_ssize_t hi, Py_ssize_t m, int act,
-                      floating slope) noexcept nogil:
-    """Rows [lo, hi): gz = gy * act'(y) (skipped when gz is NULL: identity) and, when
-    acc is not NULL, acc = column sums of gz over these rows.  Full rows are walked
-    contiguously; rows are added four at a time in the array's type, then into the
-    double accumulators (a quarter of the conversions of a pure double sum)."""
-    cdef Py_ssize_t i = lo, j, k, r
-    cdef const floating *src = gz if gz != NULL else gy
-    cdef const floating *r0
-    cdef const floating *r1
-    cdef const floating *r2
-    cdef const floating *r3
-    if acc != NULL:
-        for j in range(m):
-            acc[j] = 0.0
-    while i < hi:
-        r = min(4, hi - i)
-        if gz != NULL:
-            for k in range(r):
-                _dact_row(gz + (i + k) * m, gy + (i + k) * m, y + (i + k) * m, m, act, slope)
-        if acc != NULL:
-            r0 = src + i * m
-            if r == 4:
-                r1 = r0 + m
-                r2 = r1 + m
-                r3 = r2 + m
-                for j in range(m):
-                    acc[j] += (r0[j] + r1[j]) + (r2[j] + r3[j])
-            else:
-                for k in range(r):
-                    r1 = r0 + k * m
-                    for j in range(m):
-                        acc[j] += r1[j]
-        i += r
-
-
 cdef int _act_bias(const floating *gy, const floating *y, floating *gz, floating *gb,
                    Py_ssize_t n, Py_ssize_t m, bint accumulate, int act, floating slope,
                    int n_threads) noexcept nogil:
@@ -253,7 +158,8 @@ cdef int _act_bias(const floating *gy, const floating *y, floating *gz, floating
     for t in prange(nt, schedule="static", chunksize=1, num_threads=nt):
         lo = n * t // nt
         hi = n * (t + 1) // nt
-        _rows_block(gy, y, gz, (acc + t * m) if acc != NULL else NULL, lo, hi, m, act, slope)
+        _dact_rows(gz + lo * m if gz != NULL else NULL, gy + lo * m, y + lo * m if y != NULL else NULL,
+                   (acc + t * m) if acc != NULL else NULL, hi - lo, m, act, slope)
     if gb != NULL:
         for j in range(m):
             total = 0.0

@@ -147,16 +147,17 @@ def softmax_ce_probs(cnp.ndarray logits, cnp.ndarray target, cnp.ndarray grad_ou
     return total, correct
 
 
-cdef double _mse_span(const floating *p, const floating *t, floating *g, Py_ssize_t n,
-                      floating s) noexcept nogil:
-    cdef Py_ssize_t j
-    cdef double acc = 0.0
-    cdef floating d
-    for j in range(n):
-        d = p[j] - t[j]
-        g[j] = s * d
-        acc += <double>d * d
-    return acc
+cdef extern from "fastnn.h" nogil:
+    double fnn_mse_f32(const float *p, const float *t, float *g, Py_ssize_t n, float scale)
+    double fnn_mse_f64(const double *p, const double *t, double *g, Py_ssize_t n, double scale)
+
+
+cdef inline double _mse_span(const floating *p, const floating *t, floating *g, Py_ssize_t n,
+                             floating s) noexcept nogil:
+    if floating is float:
+        return fnn_mse_f32(p, t, g, n, s)
+    else:
+        return fnn_mse_f64(p, t, g, n, s)
 
 
 cdef double _mse(const floating *p, const floating *t, floating *g, Py_ssize_t n, floating s,

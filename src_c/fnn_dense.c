@@ -1,0 +1,99 @@
+/* fnn_dense.c -- the element-wise loops around a dense layer's GEMM, compiled
+ * as x86-64-v4 / v3 / baseline clones (fnn_simd.h).  Called by
+ * fastnn/_kernels/_dense.pyx on blocks of whole rows, one block per thread.
+ *
+ * Activation codes: 0 identity, 1 relu, 2 leaky relu, 3 sigmoid, 4 tanh.
+ * Derivatives are taken from the forward OUTPUT y.  Loads are unconditional (a
+ * load in one arm of a conditional stops gcc from vectorizing the loop). */
+#include <math.h>
+#include <stddef.h>
+#include "fastnn.h"
+#include "fnn_simd.h"
+
+#define DEFINE_DENSE(T, SUF, EXP, TANH)                                                     \
+FNN_CLONES void fnn_act_rows_##SUF(T *y, const T *x, const T *b, ptrdiff_t rows,            \
+                                   ptrdiff_t m, int act, T slope)                           \
+{                                                                                           \
+    for (ptrdiff_t r = 0; r < rows; r++) {                                                  \
+        T *yr = y + r * m;                                                                  \
+        const T *xr = x + r * m;                                                            \
+        if (b == NULL) {                                                                    \
+            switch (act) {                                                                  \
+            case 0: if (yr != xr) for (ptrdiff_t j = 0; j < m; j++) yr[j] = xr[j]; break;   \
+            case 1: for (ptrdiff_t j = 0; j < m; j++) { T z = xr[j]; yr[j] = z > 0 ? z : 0; } break; \
+            case 2: for (ptrdiff_t j = 0; j < m; j++) { T z = xr[j]; yr[j] = z > 0 ? z : z * slope; } break; \
+            case 3: for (ptrdiff_t j = 0; j < m; j++) yr[j] = 1 / (1 + EXP(-xr[j])); break; \
+            default: for (ptrdiff_t j = 0; j < m; j++) yr[j] = TANH(xr[j]); break;          \
+            }                                                                               \
+        } else {                                                                            \
+            switch (act) {                                                                  \
+            case 0: for (ptrdiff_t j = 0; j < m; j++) yr[j] = xr[j] + b[j]; break;          \
+            case 1: for (ptrdiff_t j = 0; j < m; j++) { T z = xr[j] + b[j]; yr[j] = z > 0 ? z : 0; } break; \
+            case 2: for (ptrdiff_t j = 0; j < m; j++) { T z = xr[j] + b[j]; yr[j] = z > 0 ? z : z * slope; } break; \
+            case 3: for (ptrdiff_t j = 0; j < m; j++) yr[j] = 1 / (1 + EXP(-(xr[j] + b[j]))); break; \
+            default: for (ptrdiff_t j = 0; j < m; j++) yr[j] = TANH(xr[j] + b[j]); break;   \
+            }                                                                               \
+        }                                                                                   \
+    }                                                                                       \
+}                                                                                           \
+                                                                                            \
+static inline void fnn_dact_row_##SUF(T *restrict gz, const T *restrict gy,                 \
+                                      const T *restrict y, ptrdiff_t m, int act, T slope)   \
+{                                                                                           \
+    switch (act) {                                                                          \
+    case 0: for (ptrdiff_t j = 0; j < m; j++) gz[j] = gy[j]; break;                         \
+    case 1: for (ptrdiff_t j = 0; j < m; j++) { T g = gy[j]; gz[j] = y[j] > 0 ? g : 0; } break; \
+    case 2: for (ptrdiff_t j = 0; j < m; j++) { T g = gy[j]; gz[j] = y[j] > 0 ? g : g * slope; } break; \
+    case 3: for (ptrdiff_t j = 0; j < m; j++) { T v = y[j]; gz[j] = gy[j] * v * (1 - v); } break; \
+    default: for (ptrdiff_t j = 0; j < m; j++) { T v = y[j]; gz[j] = gy[j] * (1 - v * v); } break; \
+    }                                                                                       \
+}                                                                                           \
+                                                                                            \
+FNN_CLONES void fnn_dact_rows_##SUF(T *gz, const T *gy, const T *y, double *acc,            \
+                                    ptrdiff_t rows, ptrdiff_t m, int act, T slope)          \
+{                                                                                           \
+    const T *src = gz != NULL ? gz : gy;                                                    \
+    if (acc != NULL)                                                                        \
+        for (ptrdiff_t j = 0; j < m; j++) acc[j] = 0.0;                                     \
+    for (ptrdiff_t i = 0; i < rows; i += 4) {                                               \
+        ptrdiff_t r = rows - i < 4 ? rows - i : 4;                                          \
+        if (gz != NULL)                                                                     \
+            for (ptrdiff_t k = 0; k < r; k++)                                               \
+                fnn_dact_row_##SUF(gz + (i + k) * m, gy + (i + k) * m, y + (i + k) * m, m, act, slope); \
+        if (acc == NULL)                                                                    \
+            continue;                                                                       \
+        const T *r0 = src + i * m;                                                          \
+        if (r == 4) {                                                                       \
+            /* four rows in the array's type, then into the double accumulators */         \
+            const T *r1 = r0 + m, *r2 = r1 + m, *r3 = r2 + m;                               \
+            for (ptrdiff_t j = 0; j < m; j++) acc[j] += (r0[j] + r1[j]) + (r2[j] + r3[j]);  \
+        } else {                                                                            \
+            for (ptrdiff_t k = 0; k < r; k++)                                               \
+                for (ptrdiff_t j = 0; j < m; j++) acc[j] += r0[k * m + j];                  \
+        }                                                                                   \
+    }                                                                                       \
+}                                                                                           \
+                                                                                            \
+FNN_CLONES double fnn_mse_##SUF(const T *restrict p, const T *restrict t, T *restrict g,   \
+                                ptrdiff_t n, T scale)                                       \
+{                                                                                           \
+    /* 8 independent partial sums: one double accumulator would be a serial   */         \
+    /* dependency chain (no reassociation without fast-math), 4 cycles/element */         \
+    double part[8] = {0, 0, 0, 0, 0, 0, 0, 0};                                              \
+    ptrdiff_t j = 0;                                                                        \
+    for (; j + 8 <= n; j += 8)                                                              \
+        for (int k = 0; k < 8; k++) {                                                       \
+            T d = p[j + k] - t[j + k];                                                      \
+            g[j + k] = scale * d;                                                           \
+            part[k] += (double)d * d;                                                       \
+        }                                                                                   \
+    for (; j < n; j++) {                                                                    \
+        T d = p[j] - t[j];                                                                  \
+        g[j] = scale * d;                                                                   \
+        part[0] += (double)d * d;                                                           \
+    }                                                                                       \
+    return ((part[0] + part[1]) + (part[2] + part[3])) + ((part[4] + part[5]) + (part[6] + part[7])); \
+}
+
+DEFINE_DENSE(float, f32, expf, tanhf)
+DEFINE_DENSE(double, f64, exp, tanh)
