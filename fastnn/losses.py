@@ -5,6 +5,8 @@ of one fused kernel pass; ``backward()`` returns a copy of the stored gradient.
 Reduction is torch's ``reduction="mean"``: over samples for cross-entropy, over
 all elements for element-wise losses.
 """
+import math
+
 import numpy as np
 
 from fastnn import _checks as C
@@ -79,18 +81,32 @@ class CrossEntropyLoss(Loss):
         return loss
 
 
-class MSELoss(Loss):
-    """Mean squared error ``mean((pred - target) ** 2)`` (torch.nn.MSELoss).
+class _Elementwise(Loss):
+    """Mean of an element-wise loss of (pred, target) of one shape and dtype, value
+    and gradient from one fused kernel pass.  A 1-D target for a (n, 1) prediction
+    is treated as a column."""
 
-    ``pred`` and ``target`` share shape and dtype; a 1-D target for a
-    (n_samples, 1) prediction is accepted and treated as a column.
-    """
+    _kind = None       # key of _loss.ELEM_LOSSES
+    _binary = False    # targets are labels in {-1, +1} (or {0, 1}, mapped to -1/+1)
+    _param = 0.0
 
     def prepare_target(self, y, dtype):
         y = np.asarray(y)
         if y.dtype.kind not in "fiub":
-            raise TypeError(f"MSELoss targets must be numeric. Received dtype: {y.dtype}")
-        return np.ascontiguousarray(y, dtype=dtype)
+            raise TypeError(f"{type(self).__name__} targets must be numeric. Received dtype: {y.dtype}")
+        y = np.ascontiguousarray(y, dtype=dtype)
+        return self._binary_targets(y) if self._binary else y
+
+    def _binary_targets(self, t):
+        """Targets as -1/+1 (a new array when they were 0/1); ValueError otherwise."""
+        plus_minus = np.abs(t) == 1
+        if np.all(plus_minus):
+            return t
+        if np.all((t == 0) | (t == 1)):
+            return (2 * t - 1).astype(t.dtype)
+        bad = t[~(plus_minus | (t == 0))]
+        shown = bad[0] if bad.size else "a mix of 0 and -1"
+        raise ValueError(f"{type(self).__name__} targets must be in {{-1, +1}} or {{0, 1}}. Received: {shown}")
 
     def _forward(self, pred, target):
         pred = C.as_float(pred, "pred")
@@ -104,10 +120,82 @@ class MSELoss(Loss):
             raise ValueError("pred must not be empty")
         grad = self._bufs.get("grad", pred.shape, pred.dtype)
         scale = 1.0 / pred.size
-        total = _loss.mse(pred.reshape(-1), target.reshape(-1), grad.reshape(-1), 2.0 * scale,
-                          n_threads_for(pred.size))
+        total = self._run(pred, target, grad, scale)
+        if self._binary and math.isnan(total):
+            converted = self._binary_targets(target)     # raises on invalid labels
+            if converted is not target:
+                total = self._run(pred, converted, grad, scale)
         self._grad = grad
         return total * scale
 
+    def _run(self, pred, target, grad, scale):
+        return _loss.elem_loss(_loss.ELEM_LOSSES[self._kind], pred.reshape(-1), target.reshape(-1),
+                               grad.reshape(-1), scale, self._param, n_threads_for(pred.size))
 
-__all__ = ["Loss", "CrossEntropyLoss", "MSELoss"]
+    def __repr__(self):
+        return f"{type(self).__name__}()" if not self._param else f"{type(self).__name__}({self._param})"
+
+
+class MSELoss(_Elementwise):
+    """Mean squared error ``mean((pred - target) ** 2)`` (torch.nn.MSELoss)."""
+
+    def _run(self, pred, target, grad, scale):
+        return _loss.mse(pred.reshape(-1), target.reshape(-1), grad.reshape(-1), 2.0 * scale,
+                         n_threads_for(pred.size))
+
+
+class L1Loss(_Elementwise):
+    """Mean absolute error ``mean(|pred - target|)`` (torch.nn.L1Loss; gradient sign, 0 at 0)."""
+
+    _kind = "l1"
+
+
+class HuberLoss(_Elementwise):
+    """Huber loss (torch.nn.HuberLoss): ``0.5 d^2`` where ``|d| < delta``, else
+    ``delta * (|d| - 0.5 delta)``, with ``d = pred - target``.
+
+    Args:
+        delta: threshold between the quadratic and linear parts, > 0 (default 1.0).
+    """
+
+    _kind = "huber"
+
+    def __init__(self, delta=1.0):
+        super().__init__()
+        self._param = C.real(delta, "delta", low=0.0, low_open=True)
+
+
+class EpsilonInsensitiveLoss(_Elementwise):
+    """Epsilon-insensitive loss ``mean(max(0, |pred - target| - epsilon))`` (support
+    vector regression's loss).
+
+    Args:
+        epsilon: width of the insensitive tube, >= 0 (default 0.1).
+    """
+
+    _kind = "epsilon_insensitive"
+
+    def __init__(self, epsilon=0.1):
+        super().__init__()
+        self._param = C.real(epsilon, "epsilon", low=0.0)
+
+
+class LogisticLoss(_Elementwise):
+    """Binary logistic loss on logits ``mean(log(1 + exp(-y f)))`` for targets y in
+    {-1, +1}; targets in {0, 1} are accepted (then it equals torch's
+    BCEWithLogitsLoss).  Computed stably (softplus), finite for huge logits."""
+
+    _kind = "logistic"
+    _binary = True
+
+
+class HingeLoss(_Elementwise):
+    """Soft-margin hinge loss ``mean(max(0, 1 - y f))`` for targets y in {-1, +1}
+    (or {0, 1}); subgradient 0 at the hinge."""
+
+    _kind = "hinge"
+    _binary = True
+
+
+__all__ = ["Loss", "CrossEntropyLoss", "MSELoss", "L1Loss", "HuberLoss", "EpsilonInsensitiveLoss",
+           "LogisticLoss", "HingeLoss"]

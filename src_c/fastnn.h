@@ -84,6 +84,14 @@ void fnn_dact_rows_f64(double *gz, const double *gy, const double *y, double *ac
 double fnn_mse_f32(const float *p, const float *t, float *g, ptrdiff_t n, float scale);
 double fnn_mse_f64(const double *p, const double *t, double *g, ptrdiff_t n, double scale);
 
+/* Element-wise losses (fnn_dense.c): kind 0 L1, 1 Huber (param = delta),
+ * 2 epsilon-insensitive (param = epsilon), 3 logistic, 4 hinge (3 and 4 on the
+ * margin t * p with t in {-1, +1}).  g = scale * d loss / d p; returns the sum. */
+double fnn_elem_loss_f32(int kind, const float *p, const float *t, float *g, ptrdiff_t n,
+                         float scale, float param);
+double fnn_elem_loss_f64(int kind, const double *p, const double *t, double *g, ptrdiff_t n,
+                         double scale, double param);
+
 /* Name of the SIMD path these loops were compiled for. */
 const char *fnn_simd_path(void);
 

@@ -97,3 +97,49 @@ FNN_CLONES double fnn_mse_##SUF(const T *restrict p, const T *restrict t, T *res
 
 DEFINE_DENSE(float, f32, expf, tanhf)
 DEFINE_DENSE(double, f64, exp, tanh)
+
+/* Element-wise losses on d = p - t (or on the margin m = t * p for the binary
+ * ones, t in {-1, +1}); value summed in 8 double partial sums, gradient
+ * (scaled by `scale`, e.g. 1/n for the mean) written to g in the same pass.
+ * kind: 0 L1, 1 Huber(param = delta), 2 epsilon-insensitive(param = epsilon),
+ *       3 logistic log(1 + exp(-m)), 4 hinge max(0, 1 - m).  A binary target
+ * other than +-1 makes the sum NaN, and the caller then validates the targets
+ * (the fast path needs no separate pass and no temporary). */
+#define DEFINE_ELEMLOSS(T, SUF, FABS, EXP, LOG1P)                                           \
+static inline T fnn_sign_##SUF(T x) { return (T)((x > 0) - (x < 0)); }                     \
+FNN_CLONES double fnn_elem_loss_##SUF(int kind, const T *restrict p, const T *restrict t,  \
+                                      T *restrict g, ptrdiff_t n, T scale, T param)         \
+{                                                                                           \
+    double part[8] = {0, 0, 0, 0, 0, 0, 0, 0};                                              \
+    for (ptrdiff_t j = 0; j < n; j++) {                                                     \
+        T v, gr;                                                                            \
+        if (kind == 0) {                                                                    \
+            T d = p[j] - t[j];                                                              \
+            v = FABS(d); gr = fnn_sign_##SUF(d);                                            \
+        } else if (kind == 1) {                                                             \
+            T d = p[j] - t[j], a = FABS(d);                                                 \
+            v = a < param ? (T)0.5 * d * d : param * (a - (T)0.5 * param);                  \
+            gr = d <= -param ? -param : (d >= param ? param : d);                           \
+        } else if (kind == 2) {                                                             \
+            T d = p[j] - t[j], a = FABS(d);                                                 \
+            v = a > param ? a - param : 0; gr = a > param ? fnn_sign_##SUF(d) : 0;          \
+        } else if (kind == 3) {                                                             \
+            T m = t[j] * p[j];                                                              \
+            T e = EXP(-FABS(m));                        /* in (0, 1]: never overflows */   \
+            v = (m < 0 ? -m : 0) + LOG1P(e);            /* softplus(-m), stable */          \
+            T s = m >= 0 ? e / (1 + e) : 1 / (1 + e);   /* sigmoid(-m) */                   \
+            gr = -t[j] * s;                                                                 \
+            if (t[j] != 1 && t[j] != -1) v = NAN;  /* caller validates when the sum is NaN */ \
+        } else {                                                                            \
+            T m = t[j] * p[j];                                                              \
+            v = m < 1 ? 1 - m : 0; gr = m < 1 ? -t[j] : 0;                                  \
+            if (t[j] != 1 && t[j] != -1) v = NAN;                                           \
+        }                                                                                   \
+        g[j] = scale * gr;                                                                  \
+        part[j & 7] += (double)v;                                                           \
+    }                                                                                       \
+    return ((part[0] + part[1]) + (part[2] + part[3])) + ((part[4] + part[5]) + (part[6] + part[7])); \
+}
+
+DEFINE_ELEMLOSS(float, f32, fabsf, expf, log1pf)
+DEFINE_ELEMLOSS(double, f64, fabs, exp, log1p)

@@ -150,6 +150,46 @@ def softmax_ce_probs(cnp.ndarray logits, cnp.ndarray target, cnp.ndarray grad_ou
 cdef extern from "fastnn.h" nogil:
     double fnn_mse_f32(const float *p, const float *t, float *g, Py_ssize_t n, float scale)
     double fnn_mse_f64(const double *p, const double *t, double *g, Py_ssize_t n, double scale)
+    double fnn_elem_loss_f32(int kind, const float *p, const float *t, float *g, Py_ssize_t n,
+                             float scale, float param)
+    double fnn_elem_loss_f64(int kind, const double *p, const double *t, double *g, Py_ssize_t n,
+                             double scale, double param)
+
+ELEM_LOSSES = {"l1": 0, "huber": 1, "epsilon_insensitive": 2, "logistic": 3, "hinge": 4}
+
+
+cdef double _elem(int kind, const floating *p, const floating *t, floating *g, Py_ssize_t n,
+                  floating scale, floating param, int n_threads) noexcept nogil:
+    cdef Py_ssize_t chunk = 16384, nc = (n + chunk - 1) // chunk, c, lo
+    cdef double total = 0.0
+    for c in prange(nc, schedule="static", num_threads=n_threads):
+        lo = c * chunk
+        if floating is float:
+            total += fnn_elem_loss_f32(kind, p + lo, t + lo, g + lo, min(chunk, n - lo), scale, param)
+        else:
+            total += fnn_elem_loss_f64(kind, p + lo, t + lo, g + lo, min(chunk, n - lo), scale, param)
+    return total
+
+
+def elem_loss(int kind, cnp.ndarray pred, cnp.ndarray target, cnp.ndarray grad_out, double scale,
+              double param, int n_threads):
+    """grad_out = scale * d loss/d pred for an element-wise loss (ELEM_LOSSES); returns the sum."""
+    cdef Py_ssize_t n = cnp.PyArray_SIZE(pred)
+    cdef void *pp = cnp.PyArray_DATA(pred)
+    cdef void *tp = cnp.PyArray_DATA(target)
+    cdef void *gp = cnp.PyArray_DATA(grad_out)
+    cdef double total = 0.0
+    cdef bint f64 = cnp.PyArray_TYPE(pred) == cnp.NPY_DOUBLE
+    if n == 0:
+        return 0.0
+    with nogil:
+        if f64:
+            total = _elem(kind, <const double *>pp, <const double *>tp, <double *>gp, n, scale, param,
+                          n_threads)
+        else:
+            total = _elem(kind, <const float *>pp, <const float *>tp, <float *>gp, n, <float>scale,
+                          <float>param, n_threads)
+    return total
 
 
 cdef inline double _mse_span(const floating *p, const floating *t, floating *g, Py_ssize_t n,
