@@ -210,6 +210,9 @@ def fit(model, loss, optimizer, X, y, *, epochs=10, batch_size=32, shuffle=True,
         Evaluated after every epoch ("val_loss", "val_accuracy").
     scheduler : object with ``step()`` (or ``step(metric)``), optional
         Called once per epoch after validation.
+    regularizer : fastnn.regularizers.L1 or L2, optional
+        Penalty on the weights (not biases), added to the gradients every step
+        and to the reported training "loss" (``val_loss`` is the loss alone).
     callbacks : iterable of objects with any of ``on_epoch_begin(epoch, logs)``,
         ``on_epoch_end(epoch, logs)``, ``on_batch_end(step, logs)``.
     progress : bool
@@ -233,8 +236,11 @@ def fit(model, loss, optimizer, X, y, *, epochs=10, batch_size=32, shuffle=True,
         raise TypeError(f"optimizer must be a fastnn.optim.Optimizer. Received: {type(optimizer).__name__}")
     epochs = C.positive_int(epochs, "epochs")
     batch_size = C.positive_int(batch_size, "batch_size")
-    if regularizer is not None or early_stopping is not None:
-        raise NotImplementedError("fit(regularizer=..., early_stopping=...) are not available yet")
+    if early_stopping is not None:
+        raise NotImplementedError("fit(early_stopping=...) is not available yet")
+    if regularizer is not None and not callable(getattr(regularizer, "add_grad", None)):
+        raise TypeError(f"regularizer must be a fastnn.regularizers.Regularizer (L1, L2). "
+                        f"Received: {type(regularizer).__name__}")
     callbacks = _check_callbacks(callbacks)
     X, y = _prepare(model, loss, X, y)
     val = None
@@ -255,6 +261,7 @@ def fit(model, loss, optimizer, X, y, *, epochs=10, batch_size=32, shuffle=True,
     history = History()
     bar = _Progress(progress, epochs, steps)
     opt_step = getattr(optimizer, "_step", None) or _checked_step(optimizer, params)
+    reg_weights = regularizer.weights(model) if regularizer is not None else None
     model.train()
     global_step = 0
     for epoch in range(epochs):
@@ -277,6 +284,8 @@ def fit(model, loss, optimizer, X, y, *, epochs=10, batch_size=32, shuffle=True,
                     f"non-finite loss ({value}) at epoch {epoch + 1}, step {step + 1}; "
                     "parameters keep their values from before this step (try a smaller learning rate)")
             model._backward(loss._backward(), False)
+            if regularizer is not None:
+                value += regularizer.add_grad(model, reg_weights)
             # The fused optimizer kernel checks every gradient before any thread
             # writes; on NaN/inf it updates nothing and reports it.
             if not opt_step():

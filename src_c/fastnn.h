@@ -92,6 +92,11 @@ double fnn_elem_loss_f32(int kind, const float *p, const float *t, float *g, ptr
 double fnn_elem_loss_f64(int kind, const double *p, const double *t, double *g, ptrdiff_t n,
                          double scale, double param);
 
+/* Weight penalty (fnn_dense.c): kind 0 L1 = lam * sum|w|, 1 L2 = 0.5 * lam * sum w^2;
+ * adds its gradient into g and returns the penalty. */
+double fnn_penalty_f32(int kind, const float *w, float *g, ptrdiff_t n, float lam);
+double fnn_penalty_f64(int kind, const double *w, double *g, ptrdiff_t n, double lam);
+
 /* Name of the SIMD path these loops were compiled for. */
 const char *fnn_simd_path(void);
 

@@ -143,3 +143,31 @@ FNN_CLONES double fnn_elem_loss_##SUF(int kind, const T *restrict p, const T *re
 
 DEFINE_ELEMLOSS(float, f32, fabsf, expf, log1pf)
 DEFINE_ELEMLOSS(double, f64, fabs, exp, log1p)
+
+/* Weight penalties (regularizers): kind 0 L1 = lam * sum|w| (subgradient
+ * lam * sign(w), sign(0) = 0), kind 1 L2 = 0.5 * lam * sum w^2 (gradient lam * w).
+ * Adds the gradient into g and returns the penalty, in one pass. */
+#define DEFINE_PENALTY(T, SUF, FABS)                                                        \
+FNN_CLONES double fnn_penalty_##SUF(int kind, const T *restrict w, T *restrict g,           \
+                                    ptrdiff_t n, T lam)                                     \
+{                                                                                           \
+    double part[8] = {0, 0, 0, 0, 0, 0, 0, 0};                                              \
+    if (kind == 0) {                                                                        \
+        for (ptrdiff_t j = 0; j < n; j++) {                                                 \
+            T x = w[j];                                                                     \
+            g[j] += lam * (T)((x > 0) - (x < 0));                                           \
+            part[j & 7] += (double)FABS(x);                                                 \
+        }                                                                                   \
+    } else {                                                                                \
+        for (ptrdiff_t j = 0; j < n; j++) {                                                 \
+            T x = w[j];                                                                     \
+            g[j] += lam * x;                                                                \
+            part[j & 7] += (double)x * x;                                                   \
+        }                                                                                   \
+    }                                                                                       \
+    double s = ((part[0] + part[1]) + (part[2] + part[3])) + ((part[4] + part[5]) + (part[6] + part[7])); \
+    return kind == 0 ? (double)lam * s : 0.5 * (double)lam * s;                             \
+}
+
+DEFINE_PENALTY(float, f32, fabsf)
+DEFINE_PENALTY(double, f64, fabs)

@@ -155,6 +155,27 @@ cdef extern from "fastnn.h" nogil:
     double fnn_elem_loss_f64(int kind, const double *p, const double *t, double *g, Py_ssize_t n,
                              double scale, double param)
 
+cdef extern from "fastnn.h" nogil:
+    double fnn_penalty_f32(int kind, const float *w, float *g, Py_ssize_t n, float lam)
+    double fnn_penalty_f64(int kind, const double *w, double *g, Py_ssize_t n, double lam)
+
+
+def penalty(int kind, cnp.ndarray w, cnp.ndarray g, double lam):
+    """g += d penalty / d w and return the penalty (kind 0 L1, 1 L2); w and g share
+    one contiguous layout (C or Fortran) and dtype."""
+    cdef Py_ssize_t n = cnp.PyArray_SIZE(w)
+    cdef void *wp = cnp.PyArray_DATA(w)
+    cdef void *gp = cnp.PyArray_DATA(g)
+    cdef double total
+    cdef bint f64 = cnp.PyArray_TYPE(w) == cnp.NPY_DOUBLE
+    with nogil:
+        if f64:
+            total = fnn_penalty_f64(kind, <const double *>wp, <double *>gp, n, lam)
+        else:
+            total = fnn_penalty_f32(kind, <const float *>wp, <float *>gp, n, <float>lam)
+    return total
+
+
 ELEM_LOSSES = {"l1": 0, "huber": 1, "epsilon_insensitive": 2, "logistic": 3, "hinge": 4}
 
 
