@@ -15,6 +15,7 @@
 #define FASTNN_H
 
 #include <stddef.h>
+#include <stdint.h>
 
 typedef struct {
     double lr;
@@ -96,6 +97,13 @@ double fnn_elem_loss_f64(int kind, const double *p, const double *t, double *g, 
  * adds its gradient into g and returns the penalty. */
 double fnn_penalty_f32(int kind, const float *w, float *g, ptrdiff_t n, float lam);
 double fnn_penalty_f64(int kind, const double *w, double *g, ptrdiff_t n, double lam);
+
+/* Inverted dropout (fnn_dense.c) on elements [offset, offset + n) of a tensor:
+ * kept where the counter-based hash of (key, index) is >= threshold. */
+void fnn_dropout_f32(const float *x, float *y, ptrdiff_t n, ptrdiff_t offset, uint64_t key,
+                     uint32_t threshold, float scale);
+void fnn_dropout_f64(const double *x, double *y, ptrdiff_t n, ptrdiff_t offset, uint64_t key,
+                     uint32_t threshold, double scale);
 
 /* Name of the SIMD path these loops were compiled for. */
 const char *fnn_simd_path(void);

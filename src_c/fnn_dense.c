@@ -7,6 +7,7 @@
  * load in one arm of a conditional stops gcc from vectorizing the loop). */
 #include <math.h>
 #include <stddef.h>
+#include <stdint.h>
 #include "fastnn.h"
 #include "fnn_simd.h"
 
@@ -171,3 +172,30 @@ FNN_CLONES double fnn_penalty_##SUF(int kind, const T *restrict w, T *restrict g
 
 DEFINE_PENALTY(float, f32, fabsf)
 DEFINE_PENALTY(double, f64, fabs)
+
+/* Inverted dropout with a counter-based mask: element i is kept when the top
+ * 32 bits of splitmix64(key + i * golden) are >= threshold (threshold = p * 2^32).
+ * The mask depends only on (key, i), so it is the same for any thread split, and
+ * the backward pass regenerates exactly the forward's mask from the same key:
+ * nothing is stored.  y = keep ? x * scale : 0 (y may be x). */
+static inline uint32_t fnn_mask_bits(uint64_t key, uint64_t i)
+{
+    uint64_t z = key + i * 0x9E3779B97F4A7C15ull;
+    z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
+    z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
+    z ^= z >> 31;
+    return (uint32_t)(z >> 32);
+}
+
+#define DEFINE_DROPOUT(T, SUF)                                                              \
+FNN_CLONES void fnn_dropout_##SUF(const T *x, T *y, ptrdiff_t n, ptrdiff_t offset,          \
+                                  uint64_t key, uint32_t threshold, T scale)                \
+{                                                                                           \
+    for (ptrdiff_t j = 0; j < n; j++) {                                                     \
+        T v = x[j];                                                                         \
+        y[j] = fnn_mask_bits(key, (uint64_t)(offset + j)) >= threshold ? v * scale : 0;     \
+    }                                                                                       \
+}
+
+DEFINE_DROPOUT(float, f32)
+DEFINE_DROPOUT(double, f64)

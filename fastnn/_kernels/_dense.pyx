@@ -19,6 +19,7 @@ cimport numpy as cnp
 from cython cimport floating
 from cython.parallel cimport prange
 from libc.stdlib cimport free, malloc
+from libc.stdint cimport uint32_t, uint64_t
 from libc.string cimport memset
 
 cnp.import_array()
@@ -43,6 +44,34 @@ cdef extern from "fastnn.h" nogil:
                            Py_ssize_t m, int act, float slope)
     void fnn_dact_rows_f64(double *gz, const double *gy, const double *y, double *acc,
                            Py_ssize_t rows, Py_ssize_t m, int act, double slope)
+
+
+cdef extern from "fastnn.h" nogil:
+    void fnn_dropout_f32(const float *x, float *y, Py_ssize_t n, Py_ssize_t offset, uint64_t key,
+                         uint32_t threshold, float scale)
+    void fnn_dropout_f64(const double *x, double *y, Py_ssize_t n, Py_ssize_t offset, uint64_t key,
+                         uint32_t threshold, double scale)
+
+
+def dropout(cnp.ndarray x, cnp.ndarray out, uint64_t key, uint32_t threshold, double scale,
+            int n_threads):
+    """out = x * scale where the counter-based mask of (key, index) keeps it, else 0."""
+    cdef Py_ssize_t n = cnp.PyArray_SIZE(x), chunk = 16384, nc, c, lo
+    cdef void *xp = cnp.PyArray_DATA(x)
+    cdef void *op = cnp.PyArray_DATA(out)
+    cdef bint f64 = cnp.PyArray_TYPE(x) == cnp.NPY_DOUBLE
+    if n == 0:
+        return
+    nc = (n + chunk - 1) // chunk
+    with nogil:
+        for c in prange(nc, schedule="static", num_threads=n_threads):
+            lo = c * chunk
+            if f64:
+                fnn_dropout_f64(<const double *>xp + lo, <double *>op + lo, min(chunk, n - lo), lo, key,
+                                threshold, scale)
+            else:
+                fnn_dropout_f32(<const float *>xp + lo, <float *>op + lo, min(chunk, n - lo), lo, key,
+                                threshold, <float>scale)
 
 
 cdef inline void _act_rows(floating *y, const floating *x, const floating *b, Py_ssize_t rows,

@@ -215,3 +215,84 @@ class Tanh(_Activation):
 
     def __init__(self):
         super().__init__()
+
+
+_GOLDEN = 0x9E3779B97F4A7C15
+_MASK64 = (1 << 64) - 1
+
+
+class Dropout(Module):
+    """Inverted dropout (torch.nn.Dropout): in train mode each element is zeroed
+    with probability ``p`` and the others are scaled by ``1 / (1 - p)``; in eval
+    mode, and for ``p = 0``, it is the identity.
+
+    The mask is counter-based: element ``i`` of the ``k``-th training forward is
+    kept according to a hash of (seed, k, i), so a seed gives the same masks on
+    every run and for any thread count, and ``backward`` regenerates exactly the
+    mask of the forward it follows (nothing is stored).
+
+    Args:
+        p: probability of zeroing an element, in [0, 1] (default 0.5).
+        seed: seed of the masks (keyword-only); None draws one from the OS.
+
+    Input shape: any.  Output shape: the input's.
+    """
+
+    def __init__(self, p=0.5, *, seed=None):
+        super().__init__()
+        self.p = C.real(p, "dropout probability p", 0.0, 1.0)
+        if seed is None:
+            seed = int(np.random.SeedSequence().entropy)
+        object.__setattr__(self, "_seed", int(seed) & _MASK64)
+        object.__setattr__(self, "_calls", 0)
+        object.__setattr__(self, "_bufs", _Buffers())
+        object.__setattr__(self, "_saved", None)
+
+    def extra_repr(self):
+        return f"p={self.p}"
+
+    def _key(self, k):
+        z = (self._seed + (k + 1) * _GOLDEN) & _MASK64   # a distinct stream per call
+        z = ((z ^ (z >> 30)) * 0xBF58476D1CE4E5B9) & _MASK64
+        return ((z ^ (z >> 27)) * 0x94D049BB133111EB) & _MASK64
+
+    def _apply(self, src, key, shape, name):
+        out = self._bufs.get(name, shape, src.dtype)
+        if self.p >= 1.0:
+            out[...] = 0
+            return out
+        threshold = min(int(self.p * 2.0 ** 32), 2 ** 32 - 1)
+        _dense.dropout(src.reshape(-1), out.reshape(-1), key, threshold, 1.0 / (1.0 - self.p),
+                       n_threads_for(src.size))
+        return out
+
+    def _forward(self, x):
+        if not isinstance(x, np.ndarray) or x.dtype not in C.FLOAT_DTYPES:
+            raise TypeError(f"Dropout expects a float32 or float64 numpy array. Received: "
+                            f"{getattr(x, 'dtype', type(x).__name__)}")
+        if not self.training or self.p == 0.0:
+            object.__setattr__(self, "_saved", (None, x.shape, x.dtype))
+            return x
+        if not x.flags.c_contiguous:
+            x = np.ascontiguousarray(x)
+        key = self._key(self._calls)
+        object.__setattr__(self, "_calls", self._calls + 1)
+        object.__setattr__(self, "_saved", (key, x.shape, x.dtype))
+        return self._apply(x, key, x.shape, "y")
+
+    def _backward(self, grad_y, need_input_grad=True):
+        if self._saved is None:
+            raise RuntimeError("Dropout.backward() called before forward()")
+        key, shape, dtype = self._saved
+        if not isinstance(grad_y, np.ndarray) or grad_y.shape != shape:
+            raise ValueError(f"grad_y must have the output's shape {shape}. "
+                             f"Received: {getattr(grad_y, 'shape', type(grad_y).__name__)}")
+        if grad_y.dtype != dtype:
+            raise TypeError(f"grad_y must have dtype {dtype}. Received: {grad_y.dtype}")
+        if not need_input_grad:
+            return None
+        if key is None:
+            return grad_y
+        if not grad_y.flags.c_contiguous:
+            grad_y = np.ascontiguousarray(grad_y)
+        return self._apply(grad_y, key, shape, "gx")
