@@ -208,8 +208,11 @@ def fit(model, loss, optimizer, X, y, *, epochs=10, batch_size=32, shuffle=True,
     seed : int or None
     validation_data : (X_val, y_val), optional
         Evaluated after every epoch ("val_loss", "val_accuracy").
-    scheduler : object with ``step()`` (or ``step(metric)``), optional
-        Called once per epoch after validation.
+    scheduler : a fastnn.optim.schedules schedule (or any object with ``step()``), optional
+        Stepped after every epoch (after validation), or after every minibatch
+        when its ``interval`` is "step"; a schedule with ``needs_metric``
+        (ReduceOnPlateau) gets ``val_loss``, or the training loss without
+        validation data.
     regularizer : fastnn.regularizers.L1 or L2, optional
         Penalty on the weights (not biases), added to the gradients every step
         and to the reported training "loss" (``val_loss`` is the loss alone).
@@ -297,6 +300,8 @@ def fit(model, loss, optimizer, X, y, *, epochs=10, batch_size=32, shuffle=True,
             if classify:
                 total_correct += loss.n_correct
             global_step += 1
+            if scheduler is not None and getattr(scheduler, "interval", "epoch") == "step":
+                scheduler.step()
             bar.update()
             if callbacks:
                 _call(callbacks, "on_batch_end", global_step - 1,
@@ -309,7 +314,7 @@ def fit(model, loss, optimizer, X, y, *, epochs=10, batch_size=32, shuffle=True,
             logs.update({"val_" + k: v for k, v in vlogs.items()})
             model.train()
         logs["time"] = time.perf_counter() - t0
-        if scheduler is not None:
+        if scheduler is not None and getattr(scheduler, "interval", "epoch") == "epoch":
             if getattr(scheduler, "needs_metric", False):
                 scheduler.step(logs.get("val_loss", logs["loss"]))
             else:
