@@ -110,6 +110,69 @@ class _Progress:
             print(f"Epoch {epoch + 1}/{self.epochs} - {text}", file=sys.stderr, flush=True)
 
 
+class EarlyStopping:
+    """Stop ``fit`` when a monitored metric stops improving, optionally restoring
+    the best weights.
+
+    Args:
+        monitor: key of the epoch logs to watch ("val_loss" by default; "loss",
+            "val_accuracy", ...).
+        patience: epochs without improvement to wait before stopping (>= 0).
+        min_delta: an improvement must exceed this (absolute, >= 0).
+        mode: "min" (losses) or "max" (accuracies).
+        restore_best: load the weights of the best epoch when training ends.
+
+    After ``fit``, ``stopped_epoch`` is the epoch it stopped at (None if it ran
+    all epochs) and ``best_epoch``/``best`` describe the best epoch.
+    """
+
+    def __init__(self, monitor="val_loss", patience=5, min_delta=0.0, mode="min", restore_best=True):
+        if isinstance(patience, bool) or not isinstance(patience, int) or patience < 0:
+            raise ValueError(f"patience must be a non-negative integer. Received: {patience!r}")
+        if mode not in ("min", "max"):
+            raise ValueError(f"mode must be 'min' or 'max'. Received: {mode!r}")
+        self.monitor = monitor
+        self.patience = patience
+        self.min_delta = C.real(min_delta, "min_delta", low=0.0)
+        self.mode = mode
+        self.restore_best = bool(restore_best)
+        self._reset()
+
+    def _reset(self):
+        self.best = None
+        self.best_epoch = None
+        self.best_state = None
+        self.wait = 0
+        self.stopped_epoch = None
+
+    def _update(self, epoch, logs, model):
+        """Record an epoch; returns True when training should stop."""
+        if self.monitor not in logs:
+            raise ValueError(f"EarlyStopping monitors {self.monitor!r}, which the epoch logs do not have "
+                             f"(available: {sorted(logs)}); pass validation_data for 'val_*' metrics")
+        value = float(logs[self.monitor])
+        if self.best is None:
+            improved = True
+        elif self.mode == "min":
+            improved = value < self.best - self.min_delta
+        else:
+            improved = value > self.best + self.min_delta
+        if improved:
+            self.best, self.best_epoch, self.wait = value, epoch, 0
+            if self.restore_best:
+                self.best_state = model.state_dict()
+            return False
+        self.wait += 1
+        if self.wait > self.patience:
+            self.stopped_epoch = epoch
+            return True
+        return False
+
+    def __repr__(self):
+        return (f"EarlyStopping(monitor={self.monitor!r}, patience={self.patience}, "
+                f"min_delta={self.min_delta}, mode={self.mode!r}, restore_best={self.restore_best})")
+
+
 def _prepare(model, loss, X, y, name=""):
     """Convert X once to the model's dtype (C-contiguous) and the targets for the loss."""
     params = list(model.parameters())
@@ -213,6 +276,9 @@ def fit(model, loss, optimizer, X, y, *, epochs=10, batch_size=32, shuffle=True,
         when its ``interval`` is "step"; a schedule with ``needs_metric``
         (ReduceOnPlateau) gets ``val_loss``, or the training loss without
         validation data.
+    early_stopping : EarlyStopping, optional
+        Stops when its monitored metric has not improved for ``patience``
+        epochs, and restores the best epoch's weights (``restore_best``).
     regularizer : fastnn.regularizers.L1 or L2, optional
         Penalty on the weights (not biases), added to the gradients every step
         and to the reported training "loss" (``val_loss`` is the loss alone).
@@ -239,8 +305,11 @@ def fit(model, loss, optimizer, X, y, *, epochs=10, batch_size=32, shuffle=True,
         raise TypeError(f"optimizer must be a fastnn.optim.Optimizer. Received: {type(optimizer).__name__}")
     epochs = C.positive_int(epochs, "epochs")
     batch_size = C.positive_int(batch_size, "batch_size")
+    if early_stopping is not None and not isinstance(early_stopping, EarlyStopping):
+        raise TypeError(f"early_stopping must be a fastnn.train.EarlyStopping. "
+                        f"Received: {type(early_stopping).__name__}")
     if early_stopping is not None:
-        raise NotImplementedError("fit(early_stopping=...) is not available yet")
+        early_stopping._reset()
     if regularizer is not None and not callable(getattr(regularizer, "add_grad", None)):
         raise TypeError(f"regularizer must be a fastnn.regularizers.Regularizer (L1, L2). "
                         f"Received: {type(regularizer).__name__}")
@@ -322,6 +391,10 @@ def fit(model, loss, optimizer, X, y, *, epochs=10, batch_size=32, shuffle=True,
         history._append(epoch, logs)
         bar.end(epoch, logs)
         _call(callbacks, "on_epoch_end", epoch, logs)
+        if early_stopping is not None and early_stopping._update(epoch, logs, model):
+            break
+    if early_stopping is not None and early_stopping.restore_best and early_stopping.best_state is not None:
+        model.load_state_dict(early_stopping.best_state)
     return history
 
 
@@ -363,4 +436,4 @@ def evaluate(model, loss, X, y, batch_size=256):
     return _evaluate(model, loss, X, y, batch_size, isinstance(loss, CrossEntropyLoss))
 
 
-__all__ = ["fit", "evaluate", "History"]
+__all__ = ["fit", "evaluate", "History", "EarlyStopping"]
