@@ -89,6 +89,7 @@ class _Elementwise(Loss):
     _kind = None       # key of _loss.ELEM_LOSSES
     _binary = False    # targets are labels in {-1, +1} (or {0, 1}, mapped to -1/+1)
     _param = 0.0
+    _grad_factor = 1.0   # the kernel's gradient is _grad_factor * scale * (its per-element slope)
 
     def prepare_target(self, y, dtype):
         y = np.asarray(y)
@@ -130,7 +131,8 @@ class _Elementwise(Loss):
 
     def _run(self, pred, target, grad, scale):
         return _loss.elem_loss(_loss.ELEM_LOSSES[self._kind], pred.reshape(-1), target.reshape(-1),
-                               grad.reshape(-1), scale, self._param, n_threads_for(pred.size))
+                               grad.reshape(-1), self._grad_factor * scale, self._param,
+                               n_threads_for(pred.size))
 
     def __repr__(self):
         return f"{type(self).__name__}()" if not self._param else f"{type(self).__name__}({self._param})"
@@ -139,9 +141,8 @@ class _Elementwise(Loss):
 class MSELoss(_Elementwise):
     """Mean squared error ``mean((pred - target) ** 2)`` (torch.nn.MSELoss)."""
 
-    def _run(self, pred, target, grad, scale):
-        return _loss.mse(pred.reshape(-1), target.reshape(-1), grad.reshape(-1), 2.0 * scale,
-                         n_threads_for(pred.size))
+    _kind = "mse"
+    _grad_factor = 2.0       # d (p - t)^2 / dp = 2 (p - t)
 
 
 class L1Loss(_Elementwise):

@@ -212,8 +212,8 @@ def mse_loss(pred, target, out=None):
         raise ValueError("pred must not be empty")
     grad = np.empty_like(pred) if out is None else C.check_out(out, pred.shape, pred.dtype)
     scale = 1.0 / pred.size
-    total = _loss.mse(pred.reshape(-1), target.reshape(-1), grad.reshape(-1), 2.0 * scale,
-                      n_threads_for(pred.size))
+    total = _loss.elem_loss(_loss.ELEM_LOSSES["mse"], pred.reshape(-1), target.reshape(-1),
+                            grad.reshape(-1), 2.0 * scale, 0.0, n_threads_for(pred.size))
     return total * scale, grad
 
 

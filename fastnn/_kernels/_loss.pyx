@@ -176,7 +176,10 @@ def penalty(int kind, cnp.ndarray w, cnp.ndarray g, double lam):
     return total
 
 
-ELEM_LOSSES = {"l1": 0, "huber": 1, "epsilon_insensitive": 2, "logistic": 3, "hinge": 4}
+ELEM_LOSSES = {"l1": 0, "huber": 1, "epsilon_insensitive": 2, "logistic": 3, "hinge": 4, "mse": 5}
+
+cdef enum:
+    KIND_MSE = 5     # fnn_mse_*: its own unrolled loop (grad = scale * (p - t))
 
 
 cdef double _elem(int kind, const floating *p, const floating *t, floating *g, Py_ssize_t n,
@@ -186,15 +189,23 @@ cdef double _elem(int kind, const floating *p, const floating *t, floating *g, P
     for c in prange(nc, schedule="static", num_threads=n_threads):
         lo = c * chunk
         if floating is float:
-            total += fnn_elem_loss_f32(kind, p + lo, t + lo, g + lo, min(chunk, n - lo), scale, param)
+            if kind == KIND_MSE:
+                total += fnn_mse_f32(p + lo, t + lo, g + lo, min(chunk, n - lo), scale)
+            else:
+                total += fnn_elem_loss_f32(kind, p + lo, t + lo, g + lo, min(chunk, n - lo), scale, param)
         else:
-            total += fnn_elem_loss_f64(kind, p + lo, t + lo, g + lo, min(chunk, n - lo), scale, param)
+            if kind == KIND_MSE:
+                total += fnn_mse_f64(p + lo, t + lo, g + lo, min(chunk, n - lo), scale)
+            else:
+                total += fnn_elem_loss_f64(kind, p + lo, t + lo, g + lo, min(chunk, n - lo), scale, param)
     return total
 
 
 def elem_loss(int kind, cnp.ndarray pred, cnp.ndarray target, cnp.ndarray grad_out, double scale,
               double param, int n_threads):
-    """grad_out = scale * d loss/d pred for an element-wise loss (ELEM_LOSSES); returns the sum."""
+    """grad_out = scale * d loss/d pred for an element-wise loss (ELEM_LOSSES); returns the sum.
+
+    For "mse" the gradient is scale * (pred - target): pass 2 / n for the mean."""
     cdef Py_ssize_t n = cnp.PyArray_SIZE(pred)
     cdef void *pp = cnp.PyArray_DATA(pred)
     cdef void *tp = cnp.PyArray_DATA(target)
@@ -210,40 +221,4 @@ def elem_loss(int kind, cnp.ndarray pred, cnp.ndarray target, cnp.ndarray grad_o
         else:
             total = _elem(kind, <const float *>pp, <const float *>tp, <float *>gp, n, <float>scale,
                           <float>param, n_threads)
-    return total
-
-
-cdef inline double _mse_span(const floating *p, const floating *t, floating *g, Py_ssize_t n,
-                             floating s) noexcept nogil:
-    if floating is float:
-        return fnn_mse_f32(p, t, g, n, s)
-    else:
-        return fnn_mse_f64(p, t, g, n, s)
-
-
-cdef double _mse(const floating *p, const floating *t, floating *g, Py_ssize_t n, floating s,
-                 int n_threads) noexcept nogil:
-    cdef Py_ssize_t chunk = 8192, nc = (n + chunk - 1) // chunk, c, lo
-    cdef double total = 0.0
-    for c in prange(nc, schedule="static", num_threads=n_threads):
-        lo = c * chunk
-        total += _mse_span(p + lo, t + lo, g + lo, min(chunk, n - lo), s)
-    return total
-
-
-def mse(cnp.ndarray pred, cnp.ndarray target, cnp.ndarray grad_out, double scale, int n_threads):
-    """grad_out = scale * (pred - target); returns sum((pred - target)^2) in double."""
-    cdef Py_ssize_t n = cnp.PyArray_SIZE(pred)
-    cdef void *pp = cnp.PyArray_DATA(pred)
-    cdef void *tp = cnp.PyArray_DATA(target)
-    cdef void *gp = cnp.PyArray_DATA(grad_out)
-    cdef double total = 0.0
-    cdef bint f64 = cnp.PyArray_TYPE(pred) == cnp.NPY_DOUBLE
-    if n == 0:
-        return 0.0
-    with nogil:
-        if f64:
-            total = _mse(<const double *>pp, <const double *>tp, <double *>gp, n, scale, n_threads)
-        else:
-            total = _mse(<const float *>pp, <const float *>tp, <float *>gp, n, <float>scale, n_threads)
     return total
