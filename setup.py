@@ -7,6 +7,7 @@ does it); ``FASTNN_USE_OPENMP=0`` forces a serial build, and a compiler without
 OpenMP gives a serial build with a printed warning.  ``FASTNN_DEBUG=1`` turns
 Cython's bounds checking back on.  ``FASTNN_NO_CLONES=1`` builds the C loops for
 the baseline x86-64 level only (no AVX2/AVX-512 target_clones).
+``FASTNN_ONLY=_conv`` (comma-separated) rebuilds only the named modules.
 """
 import os
 import shutil
@@ -92,7 +93,19 @@ KERNELS = {
     "_loss": ["src_c/fnn_dense.c"],
     "_optim": ["src_c/fnn_optim.c"],
     "_data": [],
+    "_conv": ["src_c/fnn_conv.c"],
+    "_norm": ["src_c/fnn_norm.c"],
+    "_rnn": ["src_c/fnn_rnn.c"],
 }
+
+# FASTNN_ONLY=_norm,_rnn builds just those modules (for quick rebuilds while
+# working on one kernel family; a normal build compiles all of them).
+_only = [n.strip() for n in os.environ.get("FASTNN_ONLY", "").split(",") if n.strip()]
+if _only:
+    unknown = sorted(set(_only) - set(KERNELS))
+    if unknown:
+        sys.exit(f"FASTNN_ONLY names unknown kernel modules {unknown}; known: {sorted(KERNELS)}")
+    KERNELS = {k: v for k, v in KERNELS.items() if k in _only}
 
 extensions = [
     Extension(

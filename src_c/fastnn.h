@@ -108,4 +108,10 @@ void fnn_dropout_f64(const double *x, double *y, ptrdiff_t n, ptrdiff_t offset, 
 /* Name of the SIMD path these loops were compiled for. */
 const char *fnn_simd_path(void);
 
+/* ---- convolution and pooling (fnn_conv.c) ---- */
+
+/* ---- normalization (fnn_norm.c) ---- */
+
+/* ---- recurrent layers (fnn_rnn.c) ---- */
+
 #endif

@@ -133,7 +133,20 @@ class Module:
     def __init__(self):
         object.__setattr__(self, "_parameters", OrderedDict())
         object.__setattr__(self, "_modules", OrderedDict())
+        object.__setattr__(self, "_buffers", OrderedDict())
         object.__setattr__(self, "training", True)
+
+    def register_buffer(self, name, array):
+        """Register a non-trainable array (e.g. ``running_mean``) as part of the state.
+
+        Buffers appear in ``state_dict`` (after the parameters, as in torch) and
+        ``load_state_dict`` copies into them in place; the array is also set as
+        the attribute ``name``.
+        """
+        if not isinstance(array, np.ndarray):
+            raise TypeError(f"buffer {name!r} must be a numpy array. Received: {type(array).__name__}")
+        self._buffers[name] = array
+        object.__setattr__(self, name, array)
 
     def __setattr__(self, name, value):
         if "_parameters" not in self.__dict__:
@@ -206,9 +219,11 @@ class Module:
 
     # -- state ------------------------------------------------------------------
     def _named_state(self, prefix=""):
-        """Arrays that make up the state_dict (parameters, and buffers in subclasses)."""
+        """Arrays that make up the state_dict (parameters, then buffers)."""
         for name, p in self._parameters.items():
             yield prefix + name, p.data
+        for name, b in self._buffers.items():
+            yield prefix + name, b
         for name, m in self._modules.items():
             yield from m._named_state(prefix + name + ".")
 

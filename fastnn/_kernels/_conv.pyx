@@ -1,0 +1,2 @@
+"""conv kernels (in progress)."""
+

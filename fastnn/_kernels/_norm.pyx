@@ -1,0 +1,2 @@
+"""norm kernels (in progress)."""
+

@@ -1,0 +1,2 @@
+"""rnn kernels (in progress)."""
+
