@@ -1,0 +1,15 @@
+"""scikit-learn compatible estimators built on fastnn's kernels.
+
+This is the one part of fastnn that needs scikit-learn (for the estimator base
+classes and their input checks): install it with ``pip install "fastnn-cpu[estimators]"``.
+The rest of fastnn works without it.
+"""
+try:
+    import sklearn  # noqa: F401
+except ImportError as exc:  # pragma: no cover - exercised only without sklearn
+    raise ImportError(
+        "fastnn.estimators needs scikit-learn, which is not installed. "
+        'Install the optional extra: pip install "fastnn-cpu[estimators]"'
+    ) from exc
+
+__all__ = []
