@@ -96,6 +96,7 @@ KERNELS = {
     "_conv": ["src_c/fnn_conv.c"],
     "_norm": ["src_c/fnn_norm.c"],
     "_rnn": ["src_c/fnn_rnn.c"],
+    "_sgd": [],
 }
 
 # FASTNN_ONLY=_norm,_rnn builds just those modules (for quick rebuilds while
