@@ -14,7 +14,7 @@ import numpy as np
 
 from fastnn import _checks as C
 from fastnn._config import n_threads_for
-from fastnn._kernels import _data, _dense, _loss, _optim
+from fastnn._kernels import _conv, _data, _dense, _loss, _optim
 
 ACTIVATIONS = ("identity", "relu", "leaky_relu", "sigmoid", "tanh")
 
@@ -362,3 +362,305 @@ def rmsprop_update(param, grad, square_avg, *, lr, alpha, eps, weight_decay=0.0,
           "weight_decay": C.real(weight_decay, "weight_decay value", low=0.0), "centered": int(bool(centered))}
     _run_update("rmsprop", param, grad, square_avg, momentum_buffer, grad_avg, hp)
     return param
+
+
+# -- convolution and pooling ---------------------------------------------------------------
+# Work (elements) of an im2col-like pass is weighted up against the optimizer-sized
+# threshold: a gather/scatter costs several times an element of a streaming update.
+_CONV_WORK_WEIGHT = 8
+
+
+def _conv_threads(n_elements):
+    return n_threads_for(_CONV_WORK_WEIGHT * n_elements)
+
+
+def _pair(value, name, minimum):
+    """An int or a pair of ints (height, width), each >= minimum."""
+    if isinstance(value, (tuple, list)):
+        if len(value) != 2:
+            raise ValueError(f"{name} must be an int or a pair (h, w). Received: {value!r}")
+        pair = tuple(value)
+    else:
+        pair = (value, value)
+    for v in pair:
+        if isinstance(v, bool) or not isinstance(v, (int, np.integer)):
+            raise TypeError(f"{name} must be an int or a pair of ints. Received: {value!r}")
+        if v < minimum:
+            raise ValueError(f"{name} must be >= {minimum}. Received: {name}={value!r}")
+    return (int(pair[0]), int(pair[1]))
+
+
+def _out_size(hw, kernel, stride, padding, who):
+    """Output (height, width) of a sliding window; raises when the window does not fit."""
+    out = []
+    for size, k, s, p, axis in zip(hw, kernel, stride, padding, ("height", "width")):
+        if size + 2 * p < k:
+            raise ValueError(
+                f"{who}: kernel {axis} {k} is larger than the padded input {axis} {size} + 2*{p}"
+            )
+        out.append((size + 2 * p - k) // s + 1)
+    return tuple(out)
+
+
+def _check_image(x, name, dtype=None, channels=None):
+    x = C.as_float(x, name, dtype=dtype)
+    if x.ndim != 4:
+        raise ValueError(f"{name} must be 4-D (N, C, H, W). Received shape {x.shape}")
+    if channels is not None and x.shape[1] != channels:
+        raise ValueError(f"{name} must have {channels} channels (dimension 1). Received shape {x.shape}")
+    return x
+
+
+def _conv_geometry(x_shape, w_shape, stride, padding):
+    n, c, h, w = x_shape
+    o, ci, kh, kw = w_shape
+    oh, ow = _out_size((h, w), (kh, kw), stride, padding, "conv2d")
+    return (kh, kw), oh, ow
+
+
+def _conv_forward_into(x, w, b, stride, padding, oh, ow, cols, y, act, slope):
+    """Fill cols (N, K, P) by im2col, y = act(W2d @ cols + b) (one batched GEMM); returns y."""
+    n, o = x.shape[0], w.shape[0]
+    k = (w.shape[2], w.shape[3])
+    _conv.im2col(x, cols, k, stride, padding, oh, ow, _conv_threads(cols.size))
+    np.matmul(w.reshape(o, -1), cols, out=y.reshape(n, o, -1))
+    if b is not None or act != 0:
+        _conv.bias_act_nchw(y, b, act, slope, _conv_threads(y.size))
+    return y
+
+
+def _conv_backward_into(grad_y, y, w, cols, stride, padding, gt, gw_parts, gw, gw_acc, gb, gb_acc,
+                        gcols, gx, act, slope):
+    """Gradients of a conv from the forward's column buffer (N, K, P).
+
+    gt (N, O, OH, OW) receives grad_y * act'(y) (unused, may be None, for the
+    identity); gw_parts (N, O, K) holds the per-image weight gradients, summed
+    into gw (O, C, kh, kw), written or with gw_acc accumulated; gb likewise (may
+    be None); when gx is not None, gcols (N, K, P) and the input gradient gx
+    (N, C, H, W) are filled.
+    """
+    n, o = grad_y.shape[0], w.shape[0]
+    k = (w.shape[2], w.shape[3])
+    if act == 0:
+        gt = grad_y
+    _conv.dact_nchw(grad_y, y if act != 0 else None, gt, gb, gb_acc, act, slope,
+                    _conv_threads(grad_y.size))
+    g3 = gt.reshape(n, o, -1)
+    np.matmul(g3, cols.transpose(0, 2, 1), out=gw_parts)
+    gw2d = gw.reshape(o, -1)
+    if gw_acc:
+        gw2d += gw_parts.sum(axis=0)
+    else:
+        np.sum(gw_parts, axis=0, out=gw2d)
+    if gx is None:
+        return
+    np.matmul(w.reshape(o, -1).T, g3, out=gcols)
+    _conv.col2im(gcols, gx, k, stride, padding, grad_y.shape[2], grad_y.shape[3],
+                 _conv_threads(gcols.size))
+
+
+def conv2d(x, weight, bias=None, stride=1, padding=0, activation=None, negative_slope=0.01, out=None):
+    """2-D convolution (cross-correlation, as torch.nn.functional.conv2d), NCHW.
+
+    Computed as im2col into a column buffer + one batched GEMM that writes NCHW
+    directly, then the bias and the activation in one in-place pass.
+
+    Parameters
+    ----------
+    x : ndarray of shape (N, C, H, W)
+    weight : ndarray of shape (O, C, kh, kw)
+    bias : ndarray of shape (O,), optional
+    stride, padding : int or (int, int)
+        stride >= 1; zero padding >= 0 on each side.
+    activation : None, "identity", "relu", "leaky_relu", "sigmoid" or "tanh"
+    out : ndarray of shape (N, O, OH, OW), optional
+        OH = (H + 2*ph - kh) // sh + 1, OW likewise.
+
+    Returns
+    -------
+    y : ndarray of shape (N, O, OH, OW)
+    """
+    code, slope = _act_code(activation, negative_slope)
+    stride = _pair(stride, "stride", 1)
+    padding = _pair(padding, "padding", 0)
+    x = _check_image(x, "x")
+    weight = C.as_float(weight, "weight", dtype=x.dtype)
+    if weight.ndim != 4:
+        raise ValueError(f"weight must be 4-D (O, C, kh, kw). Received shape {weight.shape}")
+    if weight.shape[1] != x.shape[1]:
+        raise ValueError(f"x has {x.shape[1]} channels but weight expects {weight.shape[1]} "
+                         f"(weight shape {weight.shape}, x shape {x.shape})")
+    if bias is not None:
+        bias = C.as_float(bias, "bias", dtype=x.dtype, ndim=1)
+        if bias.shape[0] != weight.shape[0]:
+            raise ValueError(f"bias must have shape ({weight.shape[0]},). Received: {bias.shape}")
+    k, oh, ow = _conv_geometry(x.shape, weight.shape, stride, padding)
+    n, o = x.shape[0], weight.shape[0]
+    shape = (n, o, oh, ow)
+    y = np.empty(shape, x.dtype) if out is None else C.check_out(out, shape, x.dtype)
+    cols = np.empty((n, x.shape[1] * k[0] * k[1], oh * ow), x.dtype)
+    return _conv_forward_into(x, weight, bias, stride, padding, oh, ow, cols, y, code, slope)
+
+
+def conv2d_backward(grad_y, x, weight, y=None, stride=1, padding=0, activation=None,
+                    negative_slope=0.01):
+    """Gradients of :func:`conv2d`.
+
+    Parameters
+    ----------
+    grad_y : ndarray of shape (N, O, OH, OW)
+    x : ndarray of shape (N, C, H, W)
+        The forward input.
+    weight : ndarray of shape (O, C, kh, kw)
+    y : ndarray of shape (N, O, OH, OW)
+        The forward output; required when ``activation`` is not the identity.
+    stride, padding, activation, negative_slope : as in :func:`conv2d`
+
+    Returns
+    -------
+    grad_x : ndarray of shape (N, C, H, W)
+    grad_weight : ndarray of shape (O, C, kh, kw)
+    grad_bias : ndarray of shape (O,)
+    """
+    code, slope = _act_code(activation, negative_slope)
+    stride = _pair(stride, "stride", 1)
+    padding = _pair(padding, "padding", 0)
+    grad_y = _check_image(grad_y, "grad_y")
+    x = _check_image(x, "x", dtype=grad_y.dtype)
+    weight = C.as_float(weight, "weight", dtype=grad_y.dtype)
+    if weight.ndim != 4 or weight.shape[1] != x.shape[1]:
+        raise ValueError(f"weight must have shape (O, {x.shape[1]}, kh, kw). Received: {weight.shape}")
+    k, oh, ow = _conv_geometry(x.shape, weight.shape, stride, padding)
+    n, o = x.shape[0], weight.shape[0]
+    if grad_y.shape != (n, o, oh, ow):
+        raise ValueError(f"grad_y must have shape {(n, o, oh, ow)} (the conv output). "
+                         f"Received: {grad_y.shape}")
+    if code != 0:
+        if y is None:
+            raise ValueError(f"y (the forward output) is required for activation={activation!r}")
+        y = C.as_float(y, "y", dtype=grad_y.dtype)
+        if y.shape != grad_y.shape:
+            raise ValueError(f"y must have the shape of grad_y {grad_y.shape}. Received: {y.shape}")
+    kk = x.shape[1] * k[0] * k[1]
+    cols = np.empty((n, kk, oh * ow), x.dtype)
+    _conv.im2col(x, cols, k, stride, padding, oh, ow, _conv_threads(cols.size))
+    gt = np.empty(grad_y.shape, x.dtype) if code != 0 else None
+    grad_weight = np.empty(weight.shape, x.dtype)
+    grad_bias = np.empty(o, x.dtype)
+    grad_x = np.empty(x.shape, x.dtype)
+    _conv_backward_into(grad_y, y, weight, cols, stride, padding, gt, np.empty((n, o, kk), x.dtype),
+                        grad_weight, False, grad_bias, False, np.empty_like(cols), grad_x, code, slope)
+    return grad_x, grad_weight, grad_bias
+
+
+def _pool_args(kernel_size, stride, padding):
+    k = _pair(kernel_size, "kernel_size", 1)
+    s = k if stride is None else _pair(stride, "stride", 1)
+    p = _pair(padding, "padding", 0)
+    if p[0] > k[0] // 2 or p[1] > k[1] // 2:
+        raise ValueError(f"padding must be at most half the kernel size. Received padding={p} "
+                         f"for kernel_size={k}")
+    return k, s, p
+
+
+def _pool_output_shape(x_shape, k, s, p, who):
+    oh, ow = _out_size(x_shape[2:], k, s, p, who)
+    return (x_shape[0], x_shape[1], oh, ow)
+
+
+def _check_input_shape(input_shape):
+    shape = tuple(int(v) for v in input_shape)
+    if len(shape) != 4 or min(shape) < 0:
+        raise ValueError(f"input_shape must be (N, C, H, W). Received: {input_shape!r}")
+    return shape
+
+
+def max_pool2d(x, kernel_size, stride=None, padding=0, return_indices=False):
+    """Max pooling over (kh, kw) windows (torch.nn.functional.max_pool2d, NCHW).
+
+    Parameters
+    ----------
+    x : ndarray of shape (N, C, H, W)
+    kernel_size : int or (int, int)
+    stride : int or (int, int), default kernel_size
+    padding : int or (int, int)
+        Implicit -inf padding, at most half the kernel size.
+    return_indices : bool
+        Also return the int32 argmax of each window (flat index into the H*W
+        input plane), which :func:`max_pool2d_backward` takes.
+
+    Returns
+    -------
+    y : ndarray of shape (N, C, OH, OW), and indices of the same shape when asked.
+    """
+    k, s, p = _pool_args(kernel_size, stride, padding)
+    x = _check_image(x, "x")
+    shape = _pool_output_shape(x.shape, k, s, p, "max_pool2d")
+    y = np.empty(shape, x.dtype)
+    idx = np.empty(shape, np.int32)
+    _conv.max_pool2d(x, y, idx, k, s, p, _conv_threads(y.size * k[0] * k[1]))
+    return (y, idx) if return_indices else y
+
+
+def max_pool2d_backward(grad_y, indices, input_shape):
+    """Gradient of :func:`max_pool2d`: ``grad_y`` routed to each window's argmax.
+
+    Parameters
+    ----------
+    grad_y : ndarray of shape (N, C, OH, OW)
+    indices : int32 ndarray of shape (N, C, OH, OW), from ``max_pool2d(..., return_indices=True)``
+    input_shape : tuple (N, C, H, W)
+
+    Returns
+    -------
+    grad_x : ndarray of shape input_shape
+    """
+    grad_y = _check_image(grad_y, "grad_y")
+    shape = _check_input_shape(input_shape)
+    indices = np.asarray(indices)
+    if indices.shape != grad_y.shape or indices.dtype.kind not in "iu":
+        raise ValueError(f"indices must be an integer array of shape {grad_y.shape}. "
+                         f"Received: {indices.dtype} {indices.shape}")
+    if shape[:2] != grad_y.shape[:2]:
+        raise ValueError(f"input_shape {shape} does not match grad_y {grad_y.shape} in (N, C)")
+    hw = shape[2] * shape[3]
+    if indices.size and (indices.min() < 0 or indices.max() >= hw):
+        raise ValueError(f"indices must lie in [0, H*W={hw}). Received values in "
+                         f"[{indices.min()}, {indices.max()}]")
+    indices = np.ascontiguousarray(indices, dtype=np.int32)
+    grad_x = np.empty(shape, grad_y.dtype)
+    _conv.max_pool2d_backward(grad_y, indices, grad_x, _conv_threads(grad_x.size))
+    return grad_x
+
+
+def avg_pool2d(x, kernel_size, stride=None, padding=0, count_include_pad=True):
+    """Average pooling (torch.nn.functional.avg_pool2d, NCHW, ceil_mode=False).
+
+    With ``count_include_pad`` (torch's default) the zero padding counts in the
+    divisor; otherwise only the input elements of the window do.
+
+    Returns
+    -------
+    y : ndarray of shape (N, C, OH, OW)
+    """
+    k, s, p = _pool_args(kernel_size, stride, padding)
+    x = _check_image(x, "x")
+    y = np.empty(_pool_output_shape(x.shape, k, s, p, "avg_pool2d"), x.dtype)
+    _conv.avg_pool2d(x, y, k, s, p, bool(count_include_pad), _conv_threads(y.size * k[0] * k[1]))
+    return y
+
+
+def avg_pool2d_backward(grad_y, input_shape, kernel_size, stride=None, padding=0,
+                        count_include_pad=True):
+    """Gradient of :func:`avg_pool2d` with respect to its input (shape ``input_shape``)."""
+    k, s, p = _pool_args(kernel_size, stride, padding)
+    grad_y = _check_image(grad_y, "grad_y")
+    shape = _check_input_shape(input_shape)
+    expected = _pool_output_shape(shape, k, s, p, "avg_pool2d")
+    if grad_y.shape != expected:
+        raise ValueError(f"grad_y must have shape {expected} for input_shape {shape}. "
+                         f"Received: {grad_y.shape}")
+    grad_x = np.empty(shape, grad_y.dtype)
+    _conv.avg_pool2d_backward(grad_y, grad_x, k, s, p, bool(count_include_pad),
+                              _conv_threads(grad_x.size * k[0] * k[1]))
+    return grad_x

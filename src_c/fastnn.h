@@ -109,6 +109,40 @@ void fnn_dropout_f64(const double *x, double *y, ptrdiff_t n, ptrdiff_t offset, 
 const char *fnn_simd_path(void);
 
 /* ---- convolution and pooling (fnn_conv.c) ---- */
+/* Geometry of one (image, channel) plane: input h x w, kernel kh x kw, stride,
+ * zero padding, output oh x ow.  im2col writes the kh*kw rows (row stride ld)
+ * of one input channel; col2im overwrites one input-gradient plane with the
+ * sum of its rows. */
+typedef struct {
+    ptrdiff_t h, w, kh, kw, sh, sw, ph, pw, oh, ow;
+} fnn_conv_geom;
+
+void fnn_im2col_f32(const float *x, float *cols, ptrdiff_t ld, const fnn_conv_geom *g);
+void fnn_im2col_f64(const double *x, double *cols, ptrdiff_t ld, const fnn_conv_geom *g);
+void fnn_col2im_f32(const float *cols, float *gx, ptrdiff_t ld, const fnn_conv_geom *g);
+void fnn_col2im_f64(const double *cols, double *gx, ptrdiff_t ld, const fnn_conv_geom *g);
+void fnn_conv_bias_act_f32(float *y, const float *b, ptrdiff_t n0, ptrdiff_t n1, ptrdiff_t O,
+                           ptrdiff_t P, int act, float slope);
+void fnn_conv_bias_act_f64(double *y, const double *b, ptrdiff_t n0, ptrdiff_t n1, ptrdiff_t O,
+                           ptrdiff_t P, int act, double slope);
+void fnn_conv_dact_f32(const float *gy, const float *y, float *gt, double *acc, ptrdiff_t n0,
+                       ptrdiff_t n1, ptrdiff_t O, ptrdiff_t P, int act, float slope);
+void fnn_conv_dact_f64(const double *gy, const double *y, double *gt, double *acc, ptrdiff_t n0,
+                       ptrdiff_t n1, ptrdiff_t O, ptrdiff_t P, int act, double slope);
+void fnn_maxpool2d_f32(const float *x, float *y, int32_t *idx, ptrdiff_t planes, const fnn_conv_geom *g);
+void fnn_maxpool2d_f64(const double *x, double *y, int32_t *idx, ptrdiff_t planes, const fnn_conv_geom *g);
+void fnn_maxpool2d_backward_f32(const float *gy, const int32_t *idx, float *gx, ptrdiff_t planes,
+                                const fnn_conv_geom *g);
+void fnn_maxpool2d_backward_f64(const double *gy, const int32_t *idx, double *gx, ptrdiff_t planes,
+                                const fnn_conv_geom *g);
+void fnn_avgpool2d_f32(const float *x, float *y, ptrdiff_t planes, const fnn_conv_geom *g,
+                       int count_include_pad);
+void fnn_avgpool2d_f64(const double *x, double *y, ptrdiff_t planes, const fnn_conv_geom *g,
+                       int count_include_pad);
+void fnn_avgpool2d_backward_f32(const float *gy, float *gx, ptrdiff_t planes, const fnn_conv_geom *g,
+                                int count_include_pad);
+void fnn_avgpool2d_backward_f64(const double *gy, double *gx, ptrdiff_t planes, const fnn_conv_geom *g,
+                                int count_include_pad);
 
 /* ---- normalization (fnn_norm.c) ---- */
 

@@ -10,6 +10,7 @@
 #include <stdint.h>
 #include "fastnn.h"
 #include "fnn_simd.h"
+#include "fnn_act.h"
 
 #define DEFINE_DENSE(T, SUF, EXP, TANH)                                                     \
 FNN_CLONES void fnn_act_rows_##SUF(T *y, const T *x, const T *b, ptrdiff_t rows,            \
@@ -35,18 +36,6 @@ FNN_CLONES void fnn_act_rows_##SUF(T *y, const T *x, const T *b, ptrdiff_t rows,
             default: for (ptrdiff_t j = 0; j < m; j++) yr[j] = TANH(xr[j] + b[j]); break;   \
             }                                                                               \
         }                                                                                   \
-    }                                                                                       \
-}                                                                                           \
-                                                                                            \
-static inline void fnn_dact_row_##SUF(T *restrict gz, const T *restrict gy,                 \
-                                      const T *restrict y, ptrdiff_t m, int act, T slope)   \
-{                                                                                           \
-    switch (act) {                                                                          \
-    case 0: for (ptrdiff_t j = 0; j < m; j++) gz[j] = gy[j]; break;                         \
-    case 1: for (ptrdiff_t j = 0; j < m; j++) { T g = gy[j]; gz[j] = y[j] > 0 ? g : 0; } break; \
-    case 2: for (ptrdiff_t j = 0; j < m; j++) { T g = gy[j]; gz[j] = y[j] > 0 ? g : g * slope; } break; \
-    case 3: for (ptrdiff_t j = 0; j < m; j++) { T v = y[j]; gz[j] = gy[j] * v * (1 - v); } break; \
-    default: for (ptrdiff_t j = 0; j < m; j++) { T v = y[j]; gz[j] = gy[j] * (1 - v * v); } break; \
     }                                                                                       \
 }                                                                                           \
                                                                                             \
@@ -96,7 +85,9 @@ FNN_CLONES double fnn_mse_##SUF(const T *restrict p, const T *restrict t, T *res
     return ((part[0] + part[1]) + (part[2] + part[3])) + ((part[4] + part[5]) + (part[6] + part[7])); \
 }
 
+DEFINE_ACT_ROWS(float, f32, expf, tanhf)
 DEFINE_DENSE(float, f32, expf, tanhf)
+DEFINE_ACT_ROWS(double, f64, exp, tanh)
 DEFINE_DENSE(double, f64, exp, tanh)
 
 /* Element-wise losses on d = p - t (or on the margin m = t * p for the binary

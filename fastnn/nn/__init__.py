@@ -1,5 +1,7 @@
 """Layers: Module/Parameter API with torch.nn names, shapes and defaults."""
 from fastnn.nn.module import Module, Parameter, Sequential
 from fastnn.nn.layers import Dropout, Linear, ReLU, LeakyReLU, Sigmoid, Tanh
+from fastnn.nn.conv import AvgPool2d, Conv2d, Flatten, MaxPool2d
 
-__all__ = ["Module", "Parameter", "Sequential", "Linear", "ReLU", "LeakyReLU", "Sigmoid", "Tanh", "Dropout"]
+__all__ = ["Module", "Parameter", "Sequential", "Linear", "ReLU", "LeakyReLU", "Sigmoid", "Tanh", "Dropout",
+           "Conv2d", "MaxPool2d", "AvgPool2d", "Flatten"]

@@ -280,9 +280,9 @@ class Module:
 class Sequential(Module):
     """A chain of modules; ``Sequential(Linear, ReLU, Linear)`` as in torch.
 
-    state_dict keys are ``"<index>.<name>"``.  A Linear followed directly by an
-    activation module (ReLU, LeakyReLU, Sigmoid, Tanh) runs as one fused layer:
-    the activation is applied in the Linear's bias epilogue.
+    state_dict keys are ``"<index>.<name>"``.  A Linear or Conv2d followed
+    directly by an activation module (ReLU, LeakyReLU, Sigmoid, Tanh) runs as one
+    fused layer: the activation is applied in the layer's bias epilogue.
     """
 
     def __init__(self, *modules):
@@ -310,6 +310,7 @@ class Sequential(Module):
         return self
 
     def _build_plan(self):
+        from fastnn.nn.conv import Conv2d
         from fastnn.nn.layers import Linear, _Activation
 
         mods = list(self._modules.values())
@@ -317,7 +318,7 @@ class Sequential(Module):
         while i < len(mods):
             m = mods[i]
             nxt = mods[i + 1] if i + 1 < len(mods) else None
-            if type(m) is Linear and isinstance(nxt, _Activation):
+            if type(m) in (Linear, Conv2d) and isinstance(nxt, _Activation):
                 plan.append((m, nxt))
                 i += 2
             else:

@@ -1,0 +1,252 @@
+"""Convolution, pooling and Flatten modules (NCHW, torch.nn names and defaults)."""
+import numpy as np
+
+from fastnn import _checks as C
+from fastnn import ops
+from fastnn._kernels import _conv
+from fastnn.nn.layers import _Buffers
+from fastnn.nn.module import Module, Parameter
+
+
+def _check_grad(grad_y, like, who):
+    if not isinstance(grad_y, np.ndarray) or grad_y.shape != like.shape:
+        raise ValueError(f"{who}: grad_y must have the output's shape {like.shape}. "
+                         f"Received: {getattr(grad_y, 'shape', type(grad_y).__name__)}")
+    if grad_y.dtype != like.dtype:
+        raise TypeError(f"{who}: grad_y must have dtype {like.dtype}. Received: {grad_y.dtype}")
+    return grad_y if grad_y.flags.c_contiguous else np.ascontiguousarray(grad_y)
+
+
+def _check_x(x, dtype, channels, who):
+    if not isinstance(x, np.ndarray):
+        raise TypeError(f"{who} expects a numpy array. Received: {type(x).__name__}")
+    if dtype is not None and x.dtype != dtype:
+        raise TypeError(
+            f"{who} expects {dtype} input (the layer's dtype); received {x.dtype}. "
+            f"Convert with x.astype(np.{dtype}) or build the model with dtype=np.{x.dtype}"
+        )
+    if dtype is None and x.dtype not in C.FLOAT_DTYPES:
+        raise TypeError(f"{who} expects float32 or float64 input. Received: {x.dtype}")
+    if x.ndim != 4 or (channels is not None and x.shape[1] != channels):
+        ch = channels if channels is not None else "C"
+        raise ValueError(f"{who} expects input of shape (N, {ch}, H, W). Received: {x.shape}")
+    return x if x.flags.c_contiguous else np.ascontiguousarray(x)
+
+
+class Conv2d(Module):
+    """2-D convolution over NCHW input (torch.nn.Conv2d).
+
+    Args:
+        in_channels: channels of the input.
+        out_channels: channels of the output (number of filters).
+        kernel_size: int or (kh, kw).
+        stride: int or (sh, sw), >= 1. Default 1.
+        padding: int or (ph, pw) zeros added on each side, >= 0. Default 0.
+        bias: learn an additive per-channel bias (default True).
+        dtype: float32 (default) or float64, keyword-only.
+        seed: seed of the initialization (torch's default: uniform in
+            ``[-1/sqrt(fan_in), 1/sqrt(fan_in)]``, fan_in = in_channels*kh*kw).
+
+    Input shape: ``(N, in_channels, H, W)``.
+    Output shape: ``(N, out_channels, OH, OW)`` with ``OH = (H + 2*ph - kh) // sh + 1``.
+
+    Parameters are ``weight`` (out_channels, in_channels, kh, kw) and ``bias``
+    (out_channels,), so torch state_dicts load directly.  The forward pass is an
+    im2col into a reused column buffer, one batched GEMM that writes NCHW, and
+    one in-place pass for the bias (plus a following activation, when run
+    inside Sequential).  Buffers are kept per input shape: a training step
+    after the first allocates nothing.
+    """
+
+    def __init__(self, in_channels, out_channels, kernel_size, stride=1, padding=0, bias=True, *,
+                 dtype=np.float32, seed=None):
+        super().__init__()
+        self.in_channels = C.positive_int(in_channels, "in_channels")
+        self.out_channels = C.positive_int(out_channels, "out_channels")
+        self.kernel_size = ops._pair(kernel_size, "kernel_size", 1)
+        self.stride = ops._pair(stride, "stride", 1)
+        self.padding = ops._pair(padding, "padding", 0)
+        dt = C.float_dtype(dtype)
+        rng = np.random.default_rng(seed)
+        kh, kw = self.kernel_size
+        bound = 1.0 / np.sqrt(self.in_channels * kh * kw)
+        shape = (self.out_channels, self.in_channels, kh, kw)
+        self.weight = Parameter(rng.uniform(-bound, bound, shape).astype(dt))
+        if bias:
+            self.bias = Parameter(rng.uniform(-bound, bound, self.out_channels).astype(dt))
+        else:
+            self.bias = None
+        object.__setattr__(self, "_bufs", _Buffers())
+        object.__setattr__(self, "_saved", None)
+
+    def extra_repr(self):
+        return (f"{self.in_channels}, {self.out_channels}, kernel_size={self.kernel_size}, "
+                f"stride={self.stride}, padding={self.padding}, bias={self.bias is not None}")
+
+    def _forward(self, x, act=0, slope=0.0):
+        w = self.weight.data
+        x = _check_x(x, w.dtype, self.in_channels, "Conv2d")
+        k, oh, ow = ops._conv_geometry(x.shape, w.shape, self.stride, self.padding)
+        n, o = x.shape[0], self.out_channels
+        cols = self._bufs.get("cols", (n, self.in_channels * k[0] * k[1], oh * ow), w.dtype)
+        y = self._bufs.get("y", (n, o, oh, ow), w.dtype)
+        b = self.bias.data if self.bias is not None else None
+        ops._conv_forward_into(x, w, b, self.stride, self.padding, oh, ow, cols, y, act, slope)
+        object.__setattr__(self, "_saved", (x, y, cols, act, slope))
+        return y
+
+    def _backward(self, grad_y, need_input_grad=True):
+        if self._saved is None:
+            raise RuntimeError("Conv2d.backward() called before forward()")
+        x, y, cols, act, slope = self._saved
+        grad_y = _check_grad(grad_y, y, "Conv2d")
+        w = self.weight.data
+        n, o = y.shape[0], self.out_channels
+        gt = self._bufs.get("gt", y.shape, w.dtype) if act != 0 else None
+        gw_parts = self._bufs.get("gw_parts", (n, o, cols.shape[1]), w.dtype)
+        gw, gw_acc = self.weight._grad_target()
+        gb, gb_acc = (None, False) if self.bias is None else self.bias._grad_target()
+        if need_input_grad:
+            gcols = self._bufs.get("gcols", cols.shape, w.dtype)
+            gx = self._bufs.get("gx", x.shape, w.dtype)
+        else:
+            gcols = gx = None
+        ops._conv_backward_into(grad_y, y, w, cols, self.stride, self.padding, gt, gw_parts, gw,
+                                gw_acc, gb, gb_acc, gcols, gx, act, slope)
+        return gx
+
+
+class _Pool2d(Module):
+    def __init__(self, kernel_size, stride=None, padding=0):
+        super().__init__()
+        self.kernel_size, self.stride, self.padding = ops._pool_args(kernel_size, stride, padding)
+        object.__setattr__(self, "_bufs", _Buffers())
+        object.__setattr__(self, "_saved", None)
+
+    def extra_repr(self):
+        return f"kernel_size={self.kernel_size}, stride={self.stride}, padding={self.padding}"
+
+    def _out(self, x):
+        x = _check_x(x, None, None, type(self).__name__)
+        shape = ops._pool_output_shape(x.shape, self.kernel_size, self.stride, self.padding,
+                                       type(self).__name__)
+        return x, self._bufs.get("y", shape, x.dtype)
+
+    def _work(self, y):
+        return ops._conv_threads(y.size * self.kernel_size[0] * self.kernel_size[1])
+
+
+class MaxPool2d(_Pool2d):
+    """Max pooling over NCHW input (torch.nn.MaxPool2d).
+
+    Args:
+        kernel_size: int or (kh, kw).
+        stride: int or (sh, sw); default ``kernel_size``.
+        padding: implicit -inf padding on each side, at most half the kernel.
+
+    Input shape: ``(N, C, H, W)``. Output shape: ``(N, C, OH, OW)`` with
+    ``OH = (H + 2*ph - kh) // sh + 1``.  The argmax of every window is kept for
+    backward (int32, one per output element); a NaN in a window propagates.
+    """
+
+    def _forward(self, x):
+        x, y = self._out(x)
+        idx = self._bufs.get("idx", y.shape, np.dtype(np.int32))
+        _conv.max_pool2d(x, y, idx, self.kernel_size, self.stride, self.padding, self._work(y))
+        object.__setattr__(self, "_saved", (x.shape, y, idx))
+        return y
+
+    def _backward(self, grad_y, need_input_grad=True):
+        if self._saved is None:
+            raise RuntimeError("MaxPool2d.backward() called before forward()")
+        shape, y, idx = self._saved
+        grad_y = _check_grad(grad_y, y, "MaxPool2d")
+        if not need_input_grad:
+            return None
+        gx = self._bufs.get("gx", shape, y.dtype)
+        _conv.max_pool2d_backward(grad_y, idx, gx, ops._conv_threads(gx.size))
+        return gx
+
+
+class AvgPool2d(_Pool2d):
+    """Average pooling over NCHW input (torch.nn.AvgPool2d, ceil_mode=False).
+
+    Args:
+        kernel_size: int or (kh, kw).
+        stride: int or (sh, sw); default ``kernel_size``.
+        padding: zero padding on each side, at most half the kernel.
+        count_include_pad: count the zero padding in the divisor (torch's
+            default, True) or only the input elements of each window.
+
+    Input shape: ``(N, C, H, W)``. Output shape: ``(N, C, OH, OW)``.
+    """
+
+    def __init__(self, kernel_size, stride=None, padding=0, count_include_pad=True):
+        super().__init__(kernel_size, stride, padding)
+        self.count_include_pad = bool(count_include_pad)
+
+    def _forward(self, x):
+        x, y = self._out(x)
+        _conv.avg_pool2d(x, y, self.kernel_size, self.stride, self.padding, self.count_include_pad,
+                         self._work(y))
+        object.__setattr__(self, "_saved", (x.shape, y))
+        return y
+
+    def _backward(self, grad_y, need_input_grad=True):
+        if self._saved is None:
+            raise RuntimeError("AvgPool2d.backward() called before forward()")
+        shape, y = self._saved
+        grad_y = _check_grad(grad_y, y, "AvgPool2d")
+        if not need_input_grad:
+            return None
+        gx = self._bufs.get("gx", shape, y.dtype)
+        _conv.avg_pool2d_backward(grad_y, gx, self.kernel_size, self.stride, self.padding,
+                                  self.count_include_pad, self._work(grad_y))
+        return gx
+
+
+class Flatten(Module):
+    """Flatten dimensions ``start_dim..end_dim`` into one (torch.nn.Flatten; default 1..-1).
+
+    Input shape: ``(N, *)``. Output shape: ``(N, prod(*))`` for the defaults.
+    Forward and backward are reshapes (views, no copy, for C-contiguous input).
+    """
+
+    def __init__(self, start_dim=1, end_dim=-1):
+        super().__init__()
+        for v, name in ((start_dim, "start_dim"), (end_dim, "end_dim")):
+            if isinstance(v, bool) or not isinstance(v, (int, np.integer)):
+                raise TypeError(f"{name} must be an int. Received: {v!r}")
+        self.start_dim, self.end_dim = int(start_dim), int(end_dim)
+        object.__setattr__(self, "_saved", None)
+
+    def extra_repr(self):
+        return f"start_dim={self.start_dim}, end_dim={self.end_dim}"
+
+    def _forward(self, x):
+        if not isinstance(x, np.ndarray):
+            raise TypeError(f"Flatten expects a numpy array. Received: {type(x).__name__}")
+        nd = max(x.ndim, 1)
+        s = self.start_dim + nd if self.start_dim < 0 else self.start_dim
+        e = self.end_dim + nd if self.end_dim < 0 else self.end_dim
+        if not (0 <= s < nd and 0 <= e < nd) or s > e:
+            raise ValueError(f"Flatten(start_dim={self.start_dim}, end_dim={self.end_dim}) does not fit "
+                             f"input of shape {x.shape}")
+        if not x.flags.c_contiguous:
+            x = np.ascontiguousarray(x)
+        shape = x.shape[:s] + (int(np.prod(x.shape[s:e + 1])),) + x.shape[e + 1:]
+        object.__setattr__(self, "_saved", x.shape)
+        return x.reshape(shape)
+
+    def _backward(self, grad_y, need_input_grad=True):
+        if self._saved is None:
+            raise RuntimeError("Flatten.backward() called before forward()")
+        if not need_input_grad:
+            return None
+        if not isinstance(grad_y, np.ndarray) or grad_y.size != int(np.prod(self._saved)):
+            raise ValueError(f"Flatten: grad_y must have {int(np.prod(self._saved))} elements "
+                             f"(input shape {self._saved}). Received: "
+                             f"{getattr(grad_y, 'shape', type(grad_y).__name__)}")
+        if not grad_y.flags.c_contiguous:
+            grad_y = np.ascontiguousarray(grad_y)
+        return grad_y.reshape(self._saved)
