@@ -26,6 +26,12 @@ __all__ = [
     "numpy_mlp_fit",
     "numpy_mlp_predict",
     "NumpyMLP",
+    "conv2d_forward",
+    "conv2d_backward",
+    "maxpool2d_forward",
+    "maxpool2d_backward",
+    "cnn_init",
+    "NumpyCNN",
 ]
 
 
@@ -279,3 +285,173 @@ def numpy_mlp_predict(params, X):
     X = np.asarray(X, dtype=params[0].dtype)
     logits, _ = mlp_forward(params, X)
     return logits.argmax(axis=1)
+
+
+# ---------------------------------------------------------------------------
+# convolutional networks
+# ---------------------------------------------------------------------------
+# A CNN is described by a spec: a tuple of layers
+#   ("conv", out_channels, kernel, padding)   stride 1, bias
+#   ("relu",)   ("maxpool", k)   (k x k windows, stride k)   ("flatten",)
+#   ("linear", out_features)
+# Parameters are a flat list [W0, b0, W1, b1, ...] in torch's layout and order.
+
+def _windows(x, k, stride, padding):
+    from numpy.lib.stride_tricks import sliding_window_view
+
+    if padding:
+        x = np.pad(x, ((0, 0), (0, 0), (padding, padding), (padding, padding)))
+    return sliding_window_view(x, (k, k), axis=(2, 3))[:, :, ::stride, ::stride]
+
+
+def conv2d_forward(x, W, b, stride=1, padding=0):
+    """NCHW convolution the NumPy way: sliding_window_view im2col + one matmul.
+
+    Returns (y, cols) with cols of shape (N*OH*OW, C*k*k) for the backward pass.
+    """
+    n, c = x.shape[:2]
+    o, _, k, _ = W.shape
+    win = _windows(x, k, stride, padding)                  # (N, C, OH, OW, k, k)
+    oh, ow = win.shape[2:4]
+    cols = win.transpose(0, 2, 3, 1, 4, 5).reshape(n * oh * ow, c * k * k)
+    y = cols @ W.reshape(o, -1).T
+    y += b
+    return np.ascontiguousarray(y.reshape(n, oh, ow, o).transpose(0, 3, 1, 2)), cols
+
+
+def conv2d_backward(grad_y, x_shape, W, cols, stride=1, padding=0):
+    """(grad_x, grad_W, grad_b) of conv2d_forward from its column matrix."""
+    n, c, h, w = x_shape
+    o, _, k, _ = W.shape
+    oh, ow = grad_y.shape[2:]
+    g2 = grad_y.transpose(0, 2, 3, 1).reshape(-1, o)
+    grad_W = (g2.T @ cols).reshape(W.shape)
+    grad_b = g2.sum(axis=0)
+    gcols = (g2 @ W.reshape(o, -1)).reshape(n, oh, ow, c, k, k)
+    gxp = np.zeros((n, c, h + 2 * padding, w + 2 * padding), grad_y.dtype)
+    for i in range(k):
+        for j in range(k):
+            gxp[:, :, i:i + stride * oh:stride, j:j + stride * ow:stride] += \
+                gcols[:, :, :, :, i, j].transpose(0, 3, 1, 2)
+    grad_x = gxp[:, :, padding:padding + h, padding:padding + w] if padding else gxp
+    return grad_x, grad_W, grad_b
+
+
+def maxpool2d_forward(x, k):
+    """k x k max pooling with stride k (H and W cropped to multiples of k); returns (y, mask)."""
+    n, c, h, w = x.shape
+    xr = x[:, :, :h - h % k, :w - w % k].reshape(n, c, h // k, k, w // k, k)
+    y = xr.max(axis=(3, 5))
+    mask = xr == y[:, :, :, None, :, None]
+    return y, mask
+
+
+def maxpool2d_backward(grad_y, mask, x_shape):
+    """Gradient of maxpool2d_forward (ties share the gradient of their window)."""
+    n, c, h, w = x_shape
+    k = mask.shape[3]
+    g = mask * grad_y[:, :, :, None, :, None]
+    grad_x = np.zeros(x_shape, grad_y.dtype)
+    grad_x[:, :, :h - h % k, :w - w % k] = g.reshape(n, c, (h // k) * k, (w // k) * k)
+    return grad_x
+
+
+def cnn_init(spec, in_shape, seed=None, dtype=np.float32):
+    """torch's default init (uniform +-1/sqrt(fan_in)) for the layers of ``spec``."""
+    rng = np.random.default_rng(seed)
+    c, h, w = in_shape
+    params = []
+    for layer in spec:
+        kind = layer[0]
+        if kind == "conv":
+            o, k, p = layer[1:]
+            bound = 1.0 / math.sqrt(c * k * k)
+            params += [rng.uniform(-bound, bound, (o, c, k, k)).astype(dtype),
+                       rng.uniform(-bound, bound, o).astype(dtype)]
+            c, h, w = o, h + 2 * p - k + 1, w + 2 * p - k + 1
+        elif kind == "maxpool":
+            h, w = h // layer[1], w // layer[1]
+        elif kind == "flatten":
+            c, h, w = c * h * w, None, None
+        elif kind == "linear":
+            bound = 1.0 / math.sqrt(c)
+            params += [rng.uniform(-bound, bound, (layer[1], c)).astype(dtype),
+                       rng.uniform(-bound, bound, layer[1]).astype(dtype)]
+            c = layer[1]
+    return params
+
+
+class NumpyCNN:
+    """A NumPy CNN trainer for a spec (softmax cross-entropy, Adam with torch's rule)."""
+
+    def __init__(self, spec, params, *, lr=1e-3, seed=None):
+        self.spec = tuple(tuple(layer) for layer in spec)
+        self.params = [np.array(p, copy=True) for p in params]
+        self.lr = lr
+        self.exp_avgs = [np.zeros_like(p) for p in self.params]
+        self.exp_avg_sqs = [np.zeros_like(p) for p in self.params]
+        self.t = 0
+        self.rng = np.random.default_rng(None if seed is None else [int(seed), 1])
+
+    def forward(self, X):
+        h, tape, i = X, [], 0
+        for layer in self.spec:
+            kind = layer[0]
+            if kind == "conv":
+                W, b = self.params[i], self.params[i + 1]
+                y, cols = conv2d_forward(h, W, b, 1, layer[3])
+                tape.append((h.shape, cols))
+                h, i = y, i + 2
+            elif kind == "relu":
+                h = np.maximum(h, 0)
+                tape.append(h)
+            elif kind == "maxpool":
+                y, mask = maxpool2d_forward(h, layer[1])
+                tape.append((h.shape, mask))
+                h = y
+            elif kind == "flatten":
+                tape.append(h.shape)
+                h = h.reshape(h.shape[0], -1)
+            else:
+                W, b = self.params[i], self.params[i + 1]
+                tape.append(h)
+                h, i = h @ W.T + b, i + 2
+        return h, tape
+
+    def train_step(self, Xb, yb):
+        logits, tape = self.forward(Xb)
+        loss, g = _softmax_cross_entropy(logits, yb)
+        grads = [None] * len(self.params)
+        i = len(self.params)
+        for layer, saved in zip(reversed(self.spec), reversed(tape)):
+            kind = layer[0]
+            if kind == "conv":
+                i -= 2
+                shape, cols = saved
+                g, grads[i], grads[i + 1] = conv2d_backward(g, shape, self.params[i], cols, 1, layer[3])
+            elif kind == "relu":
+                g = g * (saved > 0)
+            elif kind == "maxpool":
+                g = maxpool2d_backward(g, saved[1], saved[0])
+            elif kind == "flatten":
+                g = g.reshape(saved)
+            else:
+                i -= 2
+                grads[i] = g.T @ saved
+                grads[i + 1] = g.sum(axis=0)
+                g = g @ self.params[i]
+        self.t += 1
+        adam_step(self.params, grads, self.exp_avgs, self.exp_avg_sqs, step=self.t, lr=self.lr)
+        return loss
+
+    def fit_epoch(self, X, y, batch_size):
+        n = X.shape[0]
+        perm = self.rng.permutation(n)
+        total = 0.0
+        for start in range(0, n, batch_size):
+            idx = perm[start:start + batch_size]
+            total += self.train_step(X[idx], y[idx]) * len(idx)
+        return total / n
+
+    def predict(self, X):
+        return self.forward(X)[0].argmax(axis=1)

@@ -830,14 +830,223 @@ class Digits(Workload):
 
 
 # ---------------------------------------------------------------------------
+# convolutional networks
+# ---------------------------------------------------------------------------
+
+# (N, C_in, C_out, H=W, kernel, padding), stride 1: the shapes of issue 3
+CONV_SHAPES = ((64, 3, 32, 32, 3, 1), (64, 32, 64, 16, 3, 1), (128, 1, 8, 28, 5, 0))
+CONV_SHAPES_QUICK = ((8, 3, 8, 16, 3, 1), (8, 8, 16, 8, 3, 1), (16, 1, 4, 14, 5, 0))
+
+LENET_SPEC = (("conv", 6, 5, 0), ("relu",), ("maxpool", 2), ("conv", 16, 5, 0), ("relu",),
+              ("maxpool", 2), ("flatten",), ("linear", 120), ("relu",), ("linear", 84), ("relu",),
+              ("linear", 10))
+# the demo's CNN for 8x8 digits
+DIGITS_CNN_SPEC = (("conv", 16, 3, 1), ("relu",), ("maxpool", 2), ("conv", 32, 3, 1), ("relu",),
+                   ("maxpool", 2), ("flatten",), ("linear", 10))
+
+
+def fastnn_cnn(spec, params, dtype=np.float32):
+    """A fastnn Sequential for a CNN spec (see fastnn._baselines), loaded with ``params``
+    (the layer sizes are read from the parameter shapes)."""
+    from fastnn import nn
+
+    mods, i = [], 0
+    for layer in spec:
+        kind = layer[0]
+        if kind == "conv":
+            o, c, k, _ = params[i].shape
+            mods.append(nn.Conv2d(c, o, k, padding=layer[3], dtype=dtype))
+            i += 2
+        elif kind == "relu":
+            mods.append(nn.ReLU())
+        elif kind == "maxpool":
+            mods.append(nn.MaxPool2d(layer[1]))
+        elif kind == "flatten":
+            mods.append(nn.Flatten())
+        else:
+            mods.append(nn.Linear(params[i].shape[1], params[i].shape[0], dtype=dtype))
+            i += 2
+    model = nn.Sequential(*mods)
+    model.load_state_dict(dict(zip(model.state_dict(), params)))
+    return model
+
+
+def _torch_cnn(spec, params):
+    torch = _torch(required=True)
+    T = torch.nn
+    mods, i = [], 0
+    for layer in spec:
+        kind = layer[0]
+        if kind == "conv":
+            o, c, k, _ = params[i].shape
+            mods.append(T.Conv2d(c, o, k, padding=layer[3]))
+            i += 2
+        elif kind == "relu":
+            mods.append(T.ReLU())
+        elif kind == "maxpool":
+            mods.append(T.MaxPool2d(layer[1]))
+        elif kind == "flatten":
+            mods.append(T.Flatten())
+        else:
+            mods.append(T.Linear(params[i].shape[1], params[i].shape[0]))
+            i += 2
+    model = T.Sequential(*mods)
+    with torch.no_grad():
+        for p, v in zip(model.parameters(), params):
+            p.copy_(torch.from_numpy(np.asarray(v)))
+    return model
+
+
+class ConvStep(Workload):
+    """Conv2d forward + backward (grads of input, weight and bias), NCHW float32, stride 1."""
+
+    impl_names = ("fastnn", "numpy", "torch")
+    repeats = 20
+
+    def __init__(self, n, c_in, c_out, hw, k, padding, seed=0):
+        self.shape = (n, c_in, c_out, hw, k, padding)
+        self.name = f"conv_n{n}_{c_in}x{c_out}_{hw}_k{k}p{padding}"
+        self.title = f"Conv2d fwd+bwd N={n} {c_in}->{c_out} {hw}x{hw} k{k} pad {padding}"
+        rng = np.random.default_rng(seed)
+        self.x = rng.standard_normal((n, c_in, hw, hw), dtype=np.float32)
+        self.W, self.b = B.cnn_init((("conv", c_out, k, padding),), (c_in, hw, hw), seed=seed)
+        oh = hw + 2 * padding - k + 1
+        self.gy = rng.standard_normal((n, c_out, oh, oh), dtype=np.float32)
+
+    def _make_numpy(self):
+        p = self.shape[5]
+        out = {}
+
+        def run():
+            y, cols = B.conv2d_forward(self.x, self.W, self.b, 1, p)
+            out["r"] = (y,) + B.conv2d_backward(self.gy, self.x.shape, self.W, cols, 1, p)
+        return Impl(run, lambda: out["r"])
+
+    def _make_fastnn(self):
+        from fastnn import nn
+
+        n, ci, co, hw, k, p = self.shape
+        conv = nn.Conv2d(ci, co, k, padding=p)
+        conv.load_state_dict({"weight": self.W, "bias": self.b})
+        out = {}
+
+        def run():
+            conv.zero_grad()
+            y = conv.forward(self.x)
+            gx = conv.backward(self.gy)
+            out["r"] = (y, gx, conv.weight.grad, conv.bias.grad)
+        return Impl(run, lambda: out["r"])
+
+    def _make_torch(self):
+        torch = _torch(required=True)
+        n, ci, co, hw, k, p = self.shape
+        conv = torch.nn.Conv2d(ci, co, k, padding=p)
+        with torch.no_grad():
+            conv.weight.copy_(torch.from_numpy(self.W))
+            conv.bias.copy_(torch.from_numpy(self.b))
+        x = torch.from_numpy(self.x.copy()).requires_grad_(True)
+        gy = torch.from_numpy(self.gy)
+        out = {}
+
+        def run():
+            conv.zero_grad(set_to_none=True)
+            x.grad = None
+            y = conv(x)
+            y.backward(gy)
+            out["r"] = (y, x.grad, conv.weight.grad, conv.bias.grad)
+        return Impl(run, lambda: tuple(t.detach().numpy() for t in out["r"]))
+
+    def reference(self, calls):
+        return super().reference(1)
+
+    def check(self, name, impl, ref):
+        if name == "numpy" and ref is impl:
+            return
+        ref_r = ref.result()
+        scale = [max(float(np.max(np.abs(r))), 1.0) for r in ref_r]
+        got = [np.asarray(a) / s for a, s in zip(impl.result(), scale)]
+        _assert_close(f"{self.title} [{name}] (y, grad_x, grad_W, grad_b)", got,
+                      [r / s for r, s in zip(ref_r, scale)], rtol=1e-4, atol=1e-5)
+
+
+class LeNetStep(Workload):
+    """One LeNet-5-like training step: forward, cross-entropy, backward, Adam (lr 1e-3).
+
+    conv5x5 1->6, relu, maxpool2, conv5x5 6->16, relu, maxpool2, fc 256-120-84-10, on a
+    fixed batch of random 28x28 images with random labels; every implementation
+    starts from the same weights, and the check compares the loss of the last step.
+    """
+
+    name = "lenet_step"
+    impl_names = ("fastnn", "numpy", "torch")
+    repeats = 20
+
+    def __init__(self, batch=128, seed=0, lr=1e-3):
+        self.batch, self.lr = batch, lr
+        self.title = f"LeNet-5 training step B={batch} 28x28 (Adam)"
+        rng = np.random.default_rng(seed)
+        self.x = rng.standard_normal((batch, 1, 28, 28), dtype=np.float32)
+        self.y = rng.integers(0, 10, batch).astype(np.int64)
+        self.params0 = B.cnn_init(LENET_SPEC, (1, 28, 28), seed=seed)
+
+    def _make_numpy(self):
+        cnn = B.NumpyCNN(LENET_SPEC, self.params0, lr=self.lr)
+        out = {}
+
+        def run():
+            out["loss"] = cnn.train_step(self.x, self.y)
+        return Impl(run, lambda: out["loss"])
+
+    def _make_fastnn(self):
+        from fastnn import losses, optim
+
+        model = fastnn_cnn(LENET_SPEC, self.params0)
+        loss = losses.CrossEntropyLoss()
+        opt = optim.Adam(model.parameters(), lr=self.lr)
+        out = {}
+
+        def run():
+            opt.zero_grad()
+            out["loss"] = loss(model._forward(self.x), self.y)
+            model._backward(loss.backward(), False)
+            opt.step()
+        return Impl(run, lambda: out["loss"])
+
+    def _make_torch(self):
+        torch = _torch(required=True)
+        model = _torch_cnn(LENET_SPEC, self.params0)
+        opt = torch.optim.Adam(model.parameters(), lr=self.lr, fused=True)
+        x, y = torch.from_numpy(self.x), torch.from_numpy(self.y)
+        out = {}
+
+        def run():
+            opt.zero_grad(set_to_none=True)
+            loss = torch.nn.functional.cross_entropy(model(x), y)
+            loss.backward()
+            opt.step()
+            out["loss"] = loss.item()
+        return Impl(run, lambda: out["loss"])
+
+    def check(self, name, impl, ref):
+        if name == "numpy" and ref is impl:
+            return
+        got, want = float(impl.result()), float(ref.result())
+        if not abs(got - want) <= 0.02 * abs(want) + 1e-3:
+            raise AssertionError(f"{self.title} [{name}]: loss after {impl.calls} steps {got:.5f}, "
+                                 f"NumPy {want:.5f}")
+
+
+# ---------------------------------------------------------------------------
 # registry
 # ---------------------------------------------------------------------------
 
 
 def workload_names(quick=False):
     shapes = DENSE_SHAPES_QUICK if quick else DENSE_SHAPES
+    conv = CONV_SHAPES_QUICK if quick else CONV_SHAPES
     return (["adam", "sgd_momentum", "rmsprop"]
-            + [f"dense_b{b}_{i}x{o}" for b, i, o in shapes] + ["mlp_epoch", "digits"])
+            + [f"dense_b{b}_{i}x{o}" for b, i, o in shapes] + ["mlp_epoch", "digits"]
+            + ["conv_n{}_{}x{}_{}_k{}p{}".format(*c) for c in conv] + ["lenet_step"])
 
 
 def make_workload(name, quick=False):
@@ -853,6 +1062,16 @@ def make_workload(name, quick=False):
         else:
             raise ValueError(f"unknown dense workload {name!r}; "
                              f"expected one of {workload_names(quick)}")
+    elif name.startswith("conv_n"):
+        for shape in (CONV_SHAPES_QUICK if quick else CONV_SHAPES):
+            if name == "conv_n{}_{}x{}_{}_k{}p{}".format(*shape):
+                wl = ConvStep(*shape)
+                break
+        else:
+            raise ValueError(f"unknown conv workload {name!r}; "
+                             f"expected one of {workload_names(quick)}")
+    elif name == "lenet_step":
+        wl = LeNetStep(batch=16 if quick else 128)
     elif name == "mlp_epoch":
         wl = MLPEpoch(n_samples=8192, min_accuracy=0.5) if quick else MLPEpoch()
     elif name == "digits":

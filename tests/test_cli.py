@@ -33,6 +33,22 @@ def test_demo_short_run_reports_accuracy_time_and_speedup():
     assert 0.5 < acc <= 1.0
 
 
+def test_demo_cnn_short_run():
+    pytest.importorskip("sklearn")
+    r = _run("demo", "--model", "cnn", "--epochs", "2", "--threads", "1")
+    assert r.returncode == 0, r.stderr
+    assert "CNN conv3x3" in r.stdout and "speed-up" in r.stdout
+    line = next(l for l in r.stdout.splitlines() if "fastnn" in l and "accuracy" in l)
+    assert 0.5 < float(line.split("accuracy")[1].split()[0]) <= 1.0
+
+
+def test_bench_quick_conv_and_lenet_check_against_numpy():
+    r = _run("bench", "--quick", "--threads", "1", "--only", "conv_n8_3x8", "lenet")
+    assert r.returncode == 0, r.stderr
+    assert "FAILED" not in r.stdout
+    assert "Conv2d fwd+bwd" in r.stdout and "LeNet-5 training step" in r.stdout
+
+
 def test_bench_quick_writes_json(tmp_path):
     path = tmp_path / "bench.json"
     r = _run("bench", "--quick", "--threads", "1", "--only", "adam", "--json", str(path))
