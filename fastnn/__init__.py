@@ -37,7 +37,7 @@ finally:
         _os.environ.pop("OMP_WAIT_POLICY", None)
 
 from fastnn._config import get_num_threads, set_num_threads, threads  # noqa: E402
-from fastnn import ops, nn, losses, optim, data, train, regularizers  # noqa: E402
+from fastnn import ops, nn, losses, optim, data, train, regularizers, analysis  # noqa: E402
 
 
 def show_config():
@@ -66,5 +66,5 @@ if _os.environ.get("FASTNN_NUM_THREADS"):
 
 __all__ = [
     "__version__", "show_config", "get_num_threads", "set_num_threads", "threads",
-    "ops", "nn", "losses", "optim", "data", "train", "regularizers",
+    "ops", "nn", "losses", "optim", "data", "train", "regularizers", "analysis",
 ]

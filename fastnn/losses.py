@@ -57,11 +57,51 @@ class CrossEntropyLoss(Loss):
     value and gradient are computed in one fused pass that is stable for huge
     logits.  After a call, ``n_correct`` holds the number of rows whose argmax
     matches the target (used for accuracy).
+
+    Args:
+        weight: optional class weights, array-like of shape (n_classes,), finite
+            and >= 0 (stored as float64; any float or integer array, list or torch
+            tensor).  torch's ``weight=`` semantics:
+
+            - integer targets: ``sum_i w[y_i] * l_i / sum_i w[y_i]`` (a weighted
+              mean; when the labels of a batch all have weight 0 the result is
+              NaN, as in torch);
+            - probability targets: ``l_i = -sum_c w_c p_ic log softmax(z_i)_c``,
+              averaged over the n_samples rows (not divided by the weights).
+
+    Input shape: logits ``(n_samples, n_classes)``; target ``(n_samples,)`` or
+    ``(n_samples, n_classes)`` (probabilities, logits dtype).
+    Output: a Python float; ``backward()`` returns the gradient with the shape of
+    the logits.
     """
 
-    def __init__(self):
+    def __init__(self, weight=None):
         super().__init__()
         self.n_correct = 0
+        self.weight = weight
+
+    @property
+    def weight(self):
+        """Class weights (float64 array of shape (n_classes,)) or None."""
+        return self._weight
+
+    @weight.setter
+    def weight(self, value):
+        if value is None:
+            self._weight = None
+            return
+        if hasattr(value, "detach"):               # torch tensor
+            value = value.detach().cpu().numpy()
+        w = np.asarray(value)
+        if w.dtype.kind not in "fiu":
+            raise TypeError(f"weight must be a real array of class weights. Received dtype: {w.dtype}")
+        if w.ndim != 1 or w.shape[0] == 0:
+            raise ValueError(f"weight must be 1-D with one weight per class. Received shape {w.shape}")
+        w = np.array(w, dtype=np.float64, order="C")        # own copy
+        if not np.all(np.isfinite(w)) or np.any(w < 0):
+            bad = w[~(np.isfinite(w) & (w >= 0))][0]
+            raise ValueError(f"weight must hold finite values >= 0. Received: {bad}")
+        self._weight = w
 
     def prepare_target(self, y, dtype):
         y = np.asarray(y)
@@ -75,10 +115,35 @@ class CrossEntropyLoss(Loss):
             raise ValueError(f"logits must hold at least one sample. Received shape {pred.shape}")
         kind, t = ops._ce_target(pred, target)
         grad = self._bufs.get("grad", pred.shape, pred.dtype)
-        loss, correct = ops._ce_run(pred, kind, t, grad, n_threads_for(pred.size))
+        if self._weight is None:
+            loss, correct = ops._ce_run(pred, kind, t, grad, n_threads_for(pred.size))
+        else:
+            loss, correct = self._weighted_run(pred, kind, t, grad)
         self._grad = grad
         self.n_correct = correct
         return loss
+
+    def _weighted_run(self, pred, kind, t, grad):
+        n, c = pred.shape
+        w = self._weight
+        if w.shape[0] != c:
+            raise ValueError(f"weight has {w.shape[0]} class weights for logits with {c} classes")
+        n_threads = n_threads_for(pred.size)
+        if kind == "probs":
+            total, correct = _loss.softmax_ce_probs(pred, t, grad, 1.0 / n, n_threads, w)
+            return total / n, correct
+        # Weighted mean: the kernel normalizes by the weight sum of the batch's labels.
+        total, correct, bad = _loss.softmax_ce_labels(pred, t, grad, 1.0, n_threads, w)
+        if bad:
+            lo, hi = int(t.min()), int(t.max())
+            raise ValueError(f"target labels must be in [0, {c}) for {c} classes. "
+                             f"Received labels in [{lo}, {hi}]")
+        return total, correct
+
+    def __repr__(self):
+        if self._weight is None:
+            return "CrossEntropyLoss()"
+        return f"CrossEntropyLoss(weight={self._weight.tolist()})"
 
 
 class _Elementwise(Loss):
