@@ -32,6 +32,11 @@ EXPECTED = {
         r"degree 9 overfits: variance is \d+x that of degree 1",
         r"lowest expected error: degree 3",
     ],
+    "sklearn_dropin.py": [
+        r"scikit-learn: test accuracy 0\.9\d+",
+        r"fastnn: test accuracy 0\.9\d+",
+        r"fastnn fit is \d+\.\dx (faster|slower)",
+    ],
     "saddle_point.py": [
         r"kind: saddle; eigenvalues: \[-2\.0, 2\.0\]",
         r"escape direction: \[0\.707107, 0\.707107\]",

@@ -12,4 +12,6 @@ except ImportError as exc:  # pragma: no cover - exercised only without sklearn
         'Install the optional extra: pip install "fastnn-cpu[estimators]"'
     ) from exc
 
-__all__ = []
+from fastnn.estimators._mlp import MLPClassifier, MLPRegressor  # noqa: E402
+
+__all__ = ["MLPClassifier", "MLPRegressor"]
