@@ -13,5 +13,9 @@ except ImportError as exc:  # pragma: no cover - exercised only without sklearn
     ) from exc
 
 from fastnn.estimators._mlp import MLPClassifier, MLPRegressor  # noqa: E402
+from fastnn.estimators._linear import (  # noqa: E402
+    LinearRegression, LogisticRegression, Perceptron, SGDClassifier, SGDRegressor,
+)
 
-__all__ = ["MLPClassifier", "MLPRegressor"]
+__all__ = ["MLPClassifier", "MLPRegressor", "LinearRegression", "LogisticRegression", "Perceptron",
+           "SGDClassifier", "SGDRegressor"]
