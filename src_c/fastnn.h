@@ -145,6 +145,26 @@ void fnn_avgpool2d_backward_f64(const double *gy, double *gx, ptrdiff_t planes, 
                                 int count_include_pad);
 
 /* ---- normalization (fnn_norm.c) ---- */
+/* Input viewed as (rows, C, S).  "b" loops: per-channel statistics over rows and S
+ * (BatchNorm); a thread calls them on its block of rows with its own double
+ * accumulators.  "set" loops: one contiguous set of C*S elements (GroupNorm per
+ * (n, group), InstanceNorm per (n, c), LayerNorm per row with S = 1), with a
+ * per-channel affine; gamma/beta may be NULL (1 and 0).  See fnn_norm.c. */
+#define FNN_NORM_PROTOS(T, SUF) \
+void fnn_norm_bsums_##SUF(const T *x, ptrdiff_t rows, ptrdiff_t C, ptrdiff_t S, const T *shift, \
+                          double *acc_s, double *acc_q); \
+void fnn_norm_bapply_##SUF(const T *x, T *y, ptrdiff_t rows, ptrdiff_t C, ptrdiff_t S, const T *mu, \
+                           const T *a, const T *b); \
+void fnn_norm_bgsums_##SUF(const T *g, const T *x, ptrdiff_t rows, ptrdiff_t C, ptrdiff_t S, \
+                           const T *mu, double *acc_g, double *acc_gx); \
+void fnn_norm_bdx_##SUF(const T *g, const T *x, T *dx, ptrdiff_t rows, ptrdiff_t C, ptrdiff_t S, \
+                        const T *mu, const T *k1, const T *k2, const T *k3); \
+void fnn_norm_set_fwd_##SUF(const T *x, T *y, ptrdiff_t C, ptrdiff_t S, double eps, const T *gamma, \
+                            const T *beta, double *mean_out, double *rstd_out); \
+void fnn_norm_set_bwd_##SUF(const T *x, const T *g, T *dx, ptrdiff_t C, ptrdiff_t S, double mean, \
+                            double rstd, const T *gamma, double *acc_g, double *acc_gx);
+FNN_NORM_PROTOS(float, f32)
+FNN_NORM_PROTOS(double, f64)
 
 /* ---- recurrent layers (fnn_rnn.c) ---- */
 
