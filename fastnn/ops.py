@@ -434,7 +434,7 @@ def _conv_backward_into(grad_y, y, w, cols, stride, padding, gt, gw_parts, gw, g
     """Gradients of a conv from the forward's column buffer (N, K, P).
 
     gt (N, O, OH, OW) receives grad_y * act'(y) (unused, may be None, for the
-    identity); gw_parts (N, O, K) holds the per-image weight gradients, summed
+    identity); gw_parts (N, K, O) holds the per-image weight gradients, summed
     into gw (O, C, kh, kw), written or with gw_acc accumulated; gb likewise (may
     be None); when gx is not None, gcols (N, K, P) and the input gradient gx
     (N, C, H, W) are filled.
@@ -446,12 +446,14 @@ def _conv_backward_into(grad_y, y, w, cols, stride, padding, gt, gw_parts, gw, g
     _conv.dact_nchw(grad_y, y if act != 0 else None, gt, gb, gb_acc, act, slope,
                     _conv_threads(grad_y.size))
     g3 = gt.reshape(n, o, -1)
-    np.matmul(g3, cols.transpose(0, 2, 1), out=gw_parts)
+    # per-image weight gradients, transposed: cols[n] @ gt[n].T (K, O) is measurably
+    # faster in OpenBLAS than gt[n] @ cols[n].T (O, K) for these shapes
+    np.matmul(cols, g3.transpose(0, 2, 1), out=gw_parts)
     gw2d = gw.reshape(o, -1)
     if gw_acc:
-        gw2d += gw_parts.sum(axis=0)
+        gw2d += gw_parts.sum(axis=0).T
     else:
-        np.sum(gw_parts, axis=0, out=gw2d)
+        np.sum(gw_parts, axis=0, out=gw2d.T)
     if gx is None:
         return
     np.matmul(w.reshape(o, -1).T, g3, out=gcols)
@@ -548,7 +550,7 @@ def conv2d_backward(grad_y, x, weight, y=None, stride=1, padding=0, activation=N
     grad_weight = np.empty(weight.shape, x.dtype)
     grad_bias = np.empty(o, x.dtype)
     grad_x = np.empty(x.shape, x.dtype)
-    _conv_backward_into(grad_y, y, weight, cols, stride, padding, gt, np.empty((n, o, kk), x.dtype),
+    _conv_backward_into(grad_y, y, weight, cols, stride, padding, gt, np.empty((n, kk, o), x.dtype),
                         grad_weight, False, grad_bias, False, np.empty_like(cols), grad_x, code, slope)
     return grad_x, grad_weight, grad_bias
 

@@ -24,7 +24,7 @@ static inline void fnn_dact_row_##SUF(T *restrict gz, const T *restrict gy,     
 }                                                                                           \
                                                                                             \
 /* y = act(x + b) on one row of m elements, with one scalar bias for the row */            \
-static inline void fnn_bias_act_row_##SUF(T *restrict y, const T *restrict x, T b,          \
+static inline void fnn_bias_act_row_##SUF(T *y, const T *x, T b, /* y may be x */          \
                                           ptrdiff_t m, int act, T slope)                    \
 {                                                                                           \
     switch (act) {                                                                          \

@@ -126,14 +126,47 @@ FNN_CLONES void fnn_conv_dact_##SUF(const T *gy, const T *y, T *gt, double *acc,
         }                                                                                   \
 }                                                                                           \
                                                                                             \
+/* One window's max and argmax, branch-free (a data-dependent branch per element  \
+ * mispredicts half the time on real data): the first maximum in row-major order   \
+ * wins, and a NaN wins over everything (the last NaN), as in torch. */             \
+static inline void fnn_pool_take_##SUF(T v, ptrdiff_t i, T *m, ptrdiff_t *mi)           \
+{                                                                                           \
+    int take = (v > *m) | (v != v);                                                         \
+    *m = take ? v : *m;                                                                     \
+    *mi = take ? i : *mi;                                                                   \
+}                                                                                           \
+                                                                                            \
 FNN_CLONES void fnn_maxpool2d_##SUF(const T *x, T *y, int32_t *idx, ptrdiff_t planes,       \
                                     const fnn_conv_geom *g)                                 \
 {                                                                                           \
     const ptrdiff_t H = g->h, W = g->w, OH = g->oh, OW = g->ow;                             \
+    const int k2s2 = g->kh == 2 && g->kw == 2 && g->sh == 2 && g->sw == 2                   \
+                     && g->ph == 0 && g->pw == 0;                                           \
     for (ptrdiff_t q = 0; q < planes; q++) {                                                \
         const T *xp = x + q * H * W;                                                        \
         T *yp = y + q * OH * OW;                                                            \
         int32_t *ip = idx + q * OH * OW;                                                    \
+        if (k2s2) {                                                                         \
+            /* the common 2x2 / stride 2 case: one vectorizable loop per output row */     \
+            for (ptrdiff_t oh = 0; oh < OH; oh++) {                                         \
+                const T *r0 = xp + 2 * oh * W, *r1 = r0 + W;                                \
+                T *yr = yp + oh * OW;                                                       \
+                int32_t *ir = ip + oh * OW;                                                 \
+                const int32_t base = (int32_t)(2 * oh * W);                                 \
+                for (ptrdiff_t ow = 0; ow < OW; ow++) {                                     \
+                    T a = r0[2 * ow], b = r0[2 * ow + 1], c = r1[2 * ow], d = r1[2 * ow + 1]; \
+                    int32_t i0 = base + (int32_t)(2 * ow);                                  \
+                    T m = a;                                                                \
+                    int32_t mi = i0;                                                        \
+                    int t = (b > m) | (b != b); m = t ? b : m; mi = t ? i0 + 1 : mi;        \
+                    t = (c > m) | (c != c); m = t ? c : m; mi = t ? i0 + (int32_t)W : mi;   \
+                    t = (d > m) | (d != d); m = t ? d : m; mi = t ? i0 + (int32_t)W + 1 : mi; \
+                    yr[ow] = m;                                                             \
+                    ir[ow] = mi;                                                            \
+                }                                                                           \
+            }                                                                               \
+            continue;                                                                       \
+        }                                                                                   \
         for (ptrdiff_t oh = 0; oh < OH; oh++) {                                             \
             ptrdiff_t h0 = oh * g->sh - g->ph, hs = h0 < 0 ? 0 : h0;                        \
             ptrdiff_t he = h0 + g->kh < H ? h0 + g->kh : H;                                 \
@@ -143,10 +176,8 @@ FNN_CLONES void fnn_maxpool2d_##SUF(const T *x, T *y, int32_t *idx, ptrdiff_t pl
                 T m = -INFINITY;                                                            \
                 ptrdiff_t mi = hs * W + ws;                                                 \
                 for (ptrdiff_t h = hs; h < he; h++)                                         \
-                    for (ptrdiff_t w = ws; w < we; w++) {                                   \
-                        T v = xp[h * W + w];                                                \
-                        if (v > m || isnan(v)) { m = v; mi = h * W + w; }                   \
-                    }                                                                       \
+                    for (ptrdiff_t w = ws; w < we; w++)                                     \
+                        fnn_pool_take_##SUF(xp[h * W + w], h * W + w, &m, &mi);             \
                 yp[oh * OW + ow] = m;                                                       \
                 ip[oh * OW + ow] = (int32_t)mi;                                             \
             }                                                                               \

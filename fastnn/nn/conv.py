@@ -103,7 +103,7 @@ class Conv2d(Module):
         w = self.weight.data
         n, o = y.shape[0], self.out_channels
         gt = self._bufs.get("gt", y.shape, w.dtype) if act != 0 else None
-        gw_parts = self._bufs.get("gw_parts", (n, o, cols.shape[1]), w.dtype)
+        gw_parts = self._bufs.get("gw_parts", (n, cols.shape[1], o), w.dtype)
         gw, gw_acc = self.weight._grad_target()
         gb, gb_acc = (None, False) if self.bias is None else self.bias._grad_target()
         if need_input_grad:
