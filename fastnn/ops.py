@@ -365,13 +365,23 @@ def rmsprop_update(param, grad, square_avg, *, lr, alpha, eps, weight_decay=0.0,
 
 
 # -- convolution and pooling ---------------------------------------------------------------
-# Work (elements) of an im2col-like pass is weighted up against the optimizer-sized
-# threshold: a gather/scatter costs several times an element of a streaming update.
-_CONV_WORK_WEIGHT = 8
+# The conv and pooling passes run between multithreaded GEMMs.  With the system libgomp
+# (a source build), finished OpenMP threads spin-wait and take the cores that
+# OpenBLAS's next GEMM needs: on the 2-core VM at 2 threads, Conv2d fwd+bwd (N=64,
+# 3->32, 32x32) took 52 ms with parallel passes against 9 ms with serial ones (and
+# N=64, 32->64, 16x16: 41-64 ms against 24 ms).  A wheel's private libgomp sleeps
+# instead (PASSIVE, see fastnn/__init__.py); there the passes go parallel above the
+# usual size threshold.  None: decided on first use from fastnn._openmp_private.
+_CONV_PARALLEL = None
 
 
 def _conv_threads(n_elements):
-    return n_threads_for(_CONV_WORK_WEIGHT * n_elements)
+    global _CONV_PARALLEL
+    if _CONV_PARALLEL is None:
+        import fastnn
+
+        _CONV_PARALLEL = bool(fastnn._openmp_private)
+    return n_threads_for(n_elements) if _CONV_PARALLEL else 1
 
 
 def _pair(value, name, minimum):

@@ -12,6 +12,20 @@ from fastnn._kernels import _conv
 from conftest import numeric_grad
 
 
+@pytest.fixture(autouse=True)
+def _conv_passes_parallel(monkeypatch):
+    """Let the conv/pool passes use the threads of the test's ``n_threads`` (a source
+    build keeps them serial next to BLAS; see fastnn.ops._conv_threads)."""
+    monkeypatch.setattr(ops, "_CONV_PARALLEL", True)
+
+
+def test_conv_passes_stay_serial_next_to_a_spinning_openmp_runtime(monkeypatch):
+    monkeypatch.setattr(fn._config, "PARALLEL_MIN_ELEMENTS", 1)
+    monkeypatch.setattr(ops, "_CONV_PARALLEL", None)
+    with fn.threads(2):
+        assert ops._conv_threads(10 ** 9) == (2 if fn._openmp_private else 1)
+
+
 # -- NumPy references (float64) -------------------------------------------------------------
 def _pad(x, p):
     return np.pad(x, ((0, 0), (0, 0), (p[0], p[0]), (p[1], p[1])))
