@@ -104,6 +104,7 @@ class Conv2d(Module):
         n, o = y.shape[0], self.out_channels
         gt = self._bufs.get("gt", y.shape, w.dtype) if act != 0 else None
         gw_parts = self._bufs.get("gw_parts", (n, cols.shape[1], o), w.dtype)
+        gw_sum = self._bufs.get("gw_sum", (cols.shape[1], o), w.dtype)
         gw, gw_acc = self.weight._grad_target()
         gb, gb_acc = (None, False) if self.bias is None else self.bias._grad_target()
         if need_input_grad:
@@ -111,8 +112,8 @@ class Conv2d(Module):
             gx = self._bufs.get("gx", x.shape, w.dtype)
         else:
             gcols = gx = None
-        ops._conv_backward_into(grad_y, y, w, cols, self.stride, self.padding, gt, gw_parts, gw,
-                                gw_acc, gb, gb_acc, gcols, gx, act, slope)
+        ops._conv_backward_into(grad_y, y, w, cols, self.stride, self.padding, gt, gw_parts, gw_sum,
+                                gw, gw_acc, gb, gb_acc, gcols, gx, act, slope)
         return gx
 
 
