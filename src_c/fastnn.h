@@ -167,5 +167,44 @@ FNN_NORM_PROTOS(float, f32)
 FNN_NORM_PROTOS(double, f64)
 
 /* ---- recurrent layers (fnn_rnn.c) ---- */
+/* One time step of a batch of n rows (row strides in elements; see fnn_rnn.c).
+ * LSTM forward: gates (input projection, in) += rec + bias, replaced by the
+ * activations (i, f, g, o); c = f * c_prev + i * g; y (and h_next unless NULL)
+ * = o * tanh(c).  Backward: dz = gate pre-activation gradients from the saved
+ * activations, c, c_prev and dh = gy + dh_rec; dc (in: from step t+1, out: for
+ * step t-1); acc[0:4h] += column sums of dz (in double) unless NULL; dh_rec rows are
+ * dhs elements apart. */
+void fnn_lstm_fwd_step_f32(ptrdiff_t n, ptrdiff_t h, const float *rec, const float *bias,
+                           float *gates, ptrdiff_t gs, const float *c_prev, ptrdiff_t cps, float *c,
+                           ptrdiff_t cs, float *y, ptrdiff_t ys, float *h_next, ptrdiff_t hns);
+void fnn_lstm_fwd_step_f64(ptrdiff_t n, ptrdiff_t h, const double *rec, const double *bias,
+                           double *gates, ptrdiff_t gs, const double *c_prev, ptrdiff_t cps,
+                           double *c, ptrdiff_t cs, double *y, ptrdiff_t ys, double *h_next,
+                           ptrdiff_t hns);
+void fnn_lstm_bwd_step_f32(ptrdiff_t n, ptrdiff_t h, const float *gates, ptrdiff_t gs,
+                           const float *c, ptrdiff_t cs, const float *c_prev, ptrdiff_t cps,
+                           const float *gy, ptrdiff_t gys, const float *dh_rec, ptrdiff_t dhs, float *dc,
+                           float *dz, ptrdiff_t dzs, double *acc);
+void fnn_lstm_bwd_step_f64(ptrdiff_t n, ptrdiff_t h, const double *gates, ptrdiff_t gs,
+                           const double *c, ptrdiff_t cs, const double *c_prev, ptrdiff_t cps,
+                           const double *gy, ptrdiff_t gys, const double *dh_rec, ptrdiff_t dhs, double *dc,
+                           double *dz, ptrdiff_t dzs, double *acc);
+/* Elman RNN step: y (and h_next) = act(xp + rec + bias), act tanh or relu (relu != 0);
+ * backward dz = (gy + dh_rec) * act'(y), acc as above (h columns). */
+void fnn_rnn_fwd_step_f32(ptrdiff_t n, ptrdiff_t h, const float *rec, const float *bias,
+                          const float *xp, ptrdiff_t xs, float *y, ptrdiff_t ys, float *h_next,
+                          ptrdiff_t hns, int relu);
+void fnn_rnn_fwd_step_f64(ptrdiff_t n, ptrdiff_t h, const double *rec, const double *bias,
+                          const double *xp, ptrdiff_t xs, double *y, ptrdiff_t ys, double *h_next,
+                          ptrdiff_t hns, int relu);
+void fnn_rnn_bwd_step_f32(ptrdiff_t n, ptrdiff_t h, const float *y, ptrdiff_t ys, const float *gy,
+                          ptrdiff_t gys, const float *dh_rec, ptrdiff_t dhs, float *dz, ptrdiff_t dzs,
+                          double *acc, int relu);
+void fnn_rnn_bwd_step_f64(ptrdiff_t n, ptrdiff_t h, const double *y, ptrdiff_t ys,
+                          const double *gy, ptrdiff_t gys, const double *dh_rec, ptrdiff_t dhs,
+                          double *dz, ptrdiff_t dzs, double *acc, int relu);
+/* The gate nonlinearities used above, element-wise (for tests). */
+void fnn_sigmoid_tanh_f32(const float *x, float *sig, float *th, ptrdiff_t n);
+void fnn_sigmoid_tanh_f64(const double *x, double *sig, double *th, ptrdiff_t n);
 
 #endif
