@@ -9,6 +9,7 @@ Cython's bounds checking back on.  ``FASTNN_NO_CLONES=1`` builds the C loops for
 the baseline x86-64 level only (no AVX2/AVX-512 target_clones).
 ``FASTNN_ONLY=_conv`` (comma-separated) rebuilds only the named modules.
 """
+import glob
 import os
 import shutil
 import sys
@@ -113,6 +114,7 @@ extensions = [
         f"fastnn._kernels.{name}",
         [f"fastnn/_kernels/{name}.pyx"] + c_sources,
         include_dirs=[np.get_include(), "src_c"],
+        depends=sorted(glob.glob(os.path.join("src_c", "*.h"))),  # rebuild when a header changes
         define_macros=[("NPY_NO_DEPRECATED_API", "NPY_1_7_API_VERSION")]
         + ([("FNN_NO_CLONES", "1")] if os.environ.get("FASTNN_NO_CLONES") == "1" else []),
     )

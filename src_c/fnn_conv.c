@@ -20,12 +20,17 @@
  *
  * Pooling works on (N*C) independent planes; max pooling stores the argmax
  * (index within the plane) for backward; a NaN in the window wins, as in torch. */
+/* no-trapping-math: see fnn_math.h */
+#if defined(__GNUC__) && !defined(__clang__)
+#pragma GCC optimize("no-trapping-math")
+#endif
 #include <math.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <string.h>
 #include "fastnn.h"
 #include "fnn_simd.h"
+#include "fnn_math.h"
 #include "fnn_act.h"
 
 /* Output positions o in [*lo, *hi) read input index o*s + off inside [0, L). */
@@ -255,7 +260,7 @@ FNN_CLONES void fnn_avgpool2d_backward_##SUF(const T *gy, T *gx, ptrdiff_t plane
     }                                                                                       \
 }
 
-DEFINE_ACT_ROWS(float, f32, expf, tanhf)
-DEFINE_ACT_ROWS(double, f64, exp, tanh)
+DEFINE_ACT_ROWS(float, f32, fnn_sigmoid_f32, fnn_tanh_f32)
+DEFINE_ACT_ROWS(double, f64, fnn_sigmoid_f64, fnn_tanh_f64)
 DEFINE_CONV(float, f32)
 DEFINE_CONV(double, f64)

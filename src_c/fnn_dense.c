@@ -5,15 +5,20 @@
  * Activation codes: 0 identity, 1 relu, 2 leaky relu, 3 sigmoid, 4 tanh.
  * Derivatives are taken from the forward OUTPUT y.  Loads are unconditional (a
  * load in one arm of a conditional stops gcc from vectorizing the loop). */
+/* no-trapping-math: see fnn_math.h */
+#if defined(__GNUC__) && !defined(__clang__)
+#pragma GCC optimize("no-trapping-math")
+#endif
 #include <math.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <string.h>
 #include "fastnn.h"
 #include "fnn_simd.h"
+#include "fnn_math.h"
 #include "fnn_act.h"
 
-#define DEFINE_DENSE(T, SUF, EXP, TANH)                                                     \
+#define DEFINE_DENSE(T, SUF, SIG, TANH)                                                     \
 FNN_CLONES void fnn_act_rows_##SUF(T *y, const T *x, const T *b, ptrdiff_t rows,            \
                                    ptrdiff_t m, int act, T slope)                           \
 {                                                                                           \
@@ -25,7 +30,7 @@ FNN_CLONES void fnn_act_rows_##SUF(T *y, const T *x, const T *b, ptrdiff_t rows,
             case 0: if (yr != xr) for (ptrdiff_t j = 0; j < m; j++) yr[j] = xr[j]; break;   \
             case 1: for (ptrdiff_t j = 0; j < m; j++) { T z = xr[j]; yr[j] = z > 0 ? z : 0; } break; \
             case 2: for (ptrdiff_t j = 0; j < m; j++) { T z = xr[j]; yr[j] = z > 0 ? z : z * slope; } break; \
-            case 3: for (ptrdiff_t j = 0; j < m; j++) yr[j] = 1 / (1 + EXP(-xr[j])); break; \
+            case 3: for (ptrdiff_t j = 0; j < m; j++) yr[j] = SIG(xr[j]); break;            \
             default: for (ptrdiff_t j = 0; j < m; j++) yr[j] = TANH(xr[j]); break;          \
             }                                                                               \
         } else {                                                                            \
@@ -33,7 +38,7 @@ FNN_CLONES void fnn_act_rows_##SUF(T *y, const T *x, const T *b, ptrdiff_t rows,
             case 0: for (ptrdiff_t j = 0; j < m; j++) yr[j] = xr[j] + b[j]; break;          \
             case 1: for (ptrdiff_t j = 0; j < m; j++) { T z = xr[j] + b[j]; yr[j] = z > 0 ? z : 0; } break; \
             case 2: for (ptrdiff_t j = 0; j < m; j++) { T z = xr[j] + b[j]; yr[j] = z > 0 ? z : z * slope; } break; \
-            case 3: for (ptrdiff_t j = 0; j < m; j++) yr[j] = 1 / (1 + EXP(-(xr[j] + b[j]))); break; \
+            case 3: for (ptrdiff_t j = 0; j < m; j++) yr[j] = SIG(xr[j] + b[j]); break;     \
             default: for (ptrdiff_t j = 0; j < m; j++) yr[j] = TANH(xr[j] + b[j]); break;   \
             }                                                                               \
         }                                                                                   \
@@ -86,67 +91,10 @@ FNN_CLONES double fnn_mse_##SUF(const T *restrict p, const T *restrict t, T *res
     return ((part[0] + part[1]) + (part[2] + part[3])) + ((part[4] + part[5]) + (part[6] + part[7])); \
 }
 
-DEFINE_ACT_ROWS(float, f32, expf, tanhf)
-DEFINE_DENSE(float, f32, expf, tanhf)
-DEFINE_ACT_ROWS(double, f64, exp, tanh)
-DEFINE_DENSE(double, f64, exp, tanh)
-
-/* exp(x) for x <= 0 and log1p(e) for e in [0, 1], written out so that the loss
- * loops vectorize (a libm call in a loop keeps it scalar: the logistic loss ran
- * at 28 ns per element).  exp: x = k ln2 + r with |r| <= ln2/2, Taylor
- * polynomial of r (degree 7 in float, 12 in double: below 1 ulp-ish), times 2^k
- * built in the exponent bits; x is clamped to the normal range first (the
- * result there is ~1e-38 / 1e-308 instead of smaller: no effect on a loss).
- * log1p(e) = 2 atanh(u), u = e / (2 + e) in [0, 1/3]: an odd series in u whose
- * terms shrink by 1/9 each (8 terms in float, 18 in double). */
-static inline float fnn_expneg_f32(float x)
-{
-    x = x + (x < -87.0f ? -87.0f - x : 0.0f);   /* clamp; a select here stops gcc vectorizing */
-    float kf = (float)(int32_t)(x * 1.44269504088896341f - 0.5f);   /* round to nearest, x <= 0 */
-    float r = (x - kf * 0.693145751953125f) - kf * 1.428606765330187045e-06f;
-    float q = 1.0f / 5040;
-    q = q * r + 1.0f / 720; q = q * r + 1.0f / 120; q = q * r + 1.0f / 24;
-    q = q * r + 1.0f / 6; q = q * r + 0.5f; q = q * r + 1.0f; q = q * r + 1.0f;
-    int32_t bits = ((int32_t)kf + 127) << 23;
-    float sc;
-    memcpy(&sc, &bits, sizeof sc);
-    return q * sc;
-}
-
-static inline double fnn_expneg_f64(double x)
-{
-    x = x + (x < -708.0 ? -708.0 - x : 0.0);
-    double kf = (double)(int64_t)(x * 1.4426950408889634074 - 0.5);
-    double r = (x - kf * 6.93147180369123816490e-01) - kf * 1.90821492927058770002e-10;
-    double q = 1.0 / 479001600;
-    q = q * r + 1.0 / 39916800; q = q * r + 1.0 / 3628800; q = q * r + 1.0 / 362880;
-    q = q * r + 1.0 / 40320; q = q * r + 1.0 / 5040; q = q * r + 1.0 / 720;
-    q = q * r + 1.0 / 120; q = q * r + 1.0 / 24; q = q * r + 1.0 / 6; q = q * r + 0.5;
-    q = q * r + 1.0; q = q * r + 1.0;
-    int64_t bits = ((int64_t)kf + 1023) << 52;
-    double sc;
-    memcpy(&sc, &bits, sizeof sc);
-    return q * sc;
-}
-
-static inline float fnn_log1p01_f32(float e)
-{
-    float u = e / (2.0f + e), u2 = u * u, q = 1.0f / 15;
-    q = q * u2 + 1.0f / 13; q = q * u2 + 1.0f / 11; q = q * u2 + 1.0f / 9;
-    q = q * u2 + 1.0f / 7; q = q * u2 + 1.0f / 5; q = q * u2 + 1.0f / 3; q = q * u2 + 1.0f;
-    return 2.0f * u * q;
-}
-
-static inline double fnn_log1p01_f64(double e)
-{
-    double u = e / (2.0 + e), u2 = u * u, q = 1.0 / 35;
-    q = q * u2 + 1.0 / 33; q = q * u2 + 1.0 / 31; q = q * u2 + 1.0 / 29; q = q * u2 + 1.0 / 27;
-    q = q * u2 + 1.0 / 25; q = q * u2 + 1.0 / 23; q = q * u2 + 1.0 / 21; q = q * u2 + 1.0 / 19;
-    q = q * u2 + 1.0 / 17; q = q * u2 + 1.0 / 15; q = q * u2 + 1.0 / 13; q = q * u2 + 1.0 / 11;
-    q = q * u2 + 1.0 / 9; q = q * u2 + 1.0 / 7; q = q * u2 + 1.0 / 5; q = q * u2 + 1.0 / 3;
-    q = q * u2 + 1.0;
-    return 2.0 * u * q;
-}
+DEFINE_ACT_ROWS(float, f32, fnn_sigmoid_f32, fnn_tanh_f32)
+DEFINE_DENSE(float, f32, fnn_sigmoid_f32, fnn_tanh_f32)
+DEFINE_ACT_ROWS(double, f64, fnn_sigmoid_f64, fnn_tanh_f64)
+DEFINE_DENSE(double, f64, fnn_sigmoid_f64, fnn_tanh_f64)
 
 /* Element-wise losses on d = p - t (or on the margin m = t * p for the binary
  * ones, t in {-1, +1}): kind 0 L1, 1 Huber(param = delta), 2 epsilon-insensitive

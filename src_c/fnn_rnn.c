@@ -40,71 +40,8 @@
 #include <string.h>
 #include "fastnn.h"
 #include "fnn_simd.h"
+#include "fnn_math.h"
 
-/* row helpers are inlined into each SIMD clone of their caller (gcc does not
- * inline these large ones on its own, and a helper compiled once for the
- * baseline target runs scalar code) */
-#if defined(__GNUC__)
-#define FNN_ROW static inline __attribute__((always_inline))
-#else
-#define FNN_ROW static inline
-#endif
-
-/* exp(x) for x <= 0, float32, vectorizable */
-FNN_ROW float fnn_expneg_f32(float x)
-{
-    float xc = x < -87.0f ? -87.0f : x;
-    float t = xc * 1.44269504088896341f + 12582912.0f;   /* 1.5 * 2^23: rounds to an integer */
-    float n = t - 12582912.0f;
-    int32_t ti;
-    memcpy(&ti, &t, 4);
-    int32_t ni = ti - 0x4B400000;                        /* the integer n, in [-126, 0] */
-    float r = xc - n * 0.693359375f;
-    r = r - n * -2.12194440e-4f;
-    float p = 1.9875691500e-4f;
-    p = p * r + 1.3981999507e-3f;
-    p = p * r + 8.3334519073e-3f;
-    p = p * r + 4.1665795894e-2f;
-    p = p * r + 1.6666665459e-1f;
-    p = p * r + 5.0000001201e-1f;
-    p = p * r * r + r + 1.0f;
-    int32_t si = (ni + 127) << 23;
-    float s;
-    memcpy(&s, &si, 4);
-    float e = p * s;
-    return x < -87.0f ? 0.0f : e;
-}
-
-FNN_ROW float fnn_sigmoid_f32(float x)
-{
-    float e = fnn_expneg_f32(-fabsf(x));
-    float s = 1.0f / (1.0f + e);
-    return x >= 0.0f ? s : e * s;
-}
-
-FNN_ROW float fnn_tanh_f32(float x)
-{
-    float a = fabsf(x);
-    float e = fnn_expneg_f32(-2.0f * a);
-    float big = (1.0f - e) / (1.0f + e);
-    float z = a * a;
-    float p = -5.70498872745e-3f;
-    p = p * z + 2.06390887954e-2f;
-    p = p * z - 5.37397155531e-2f;
-    p = p * z + 1.33314422036e-1f;
-    p = p * z - 3.33332819422e-1f;
-    float small = p * z * a + a;
-    return copysignf(a < 0.625f ? small : big, x);
-}
-
-FNN_ROW double fnn_sigmoid_f64(double x)
-{
-    double e = exp(-fabs(x));
-    double s = 1.0 / (1.0 + e);
-    return x >= 0.0 ? s : e * s;
-}
-
-FNN_ROW double fnn_tanh_f64(double x) { return tanh(x); }
 
 #define DEFINE_RNN(T, SUF)                                                                      \
 FNN_ROW void fnn_lstm_fwd_row_##SUF(ptrdiff_t h, const T *restrict rec,                    \
