@@ -7,9 +7,10 @@ The rest of fastnn works without it.
 try:
     import sklearn  # noqa: F401
 except ImportError as exc:  # pragma: no cover - exercised only without sklearn
-    raise ImportError(
+    raise ModuleNotFoundError(
         "fastnn.estimators needs scikit-learn, which is not installed. "
-        'Install the optional extra: pip install "fastnn-cpu[estimators]"'
+        'Install the optional extra: pip install "fastnn-cpu[estimators]"',
+        name="sklearn",
     ) from exc
 
 from fastnn.estimators._mlp import MLPClassifier, MLPRegressor  # noqa: E402
