@@ -845,17 +845,15 @@ DIGITS_CNN_SPEC = (("conv", 16, 3, 1), ("relu",), ("maxpool", 2), ("conv", 32, 3
                    ("maxpool", 2), ("flatten",), ("linear", 10))
 
 
-def fastnn_cnn(spec, params, dtype=np.float32):
-    """A fastnn Sequential for a CNN spec (see fastnn._baselines), loaded with ``params``
-    (the layer sizes are read from the parameter shapes)."""
-    from fastnn import nn
-
+def _cnn_layers(nn, spec, params):
+    """The layers of a CNN spec (see fastnn._baselines) from ``nn`` (fastnn.nn or
+    torch.nn: same names and arguments), sized from the parameter shapes."""
     mods, i = [], 0
     for layer in spec:
         kind = layer[0]
         if kind == "conv":
             o, c, k, _ = params[i].shape
-            mods.append(nn.Conv2d(c, o, k, padding=layer[3], dtype=dtype))
+            mods.append(nn.Conv2d(c, o, k, padding=layer[3]))
             i += 2
         elif kind == "relu":
             mods.append(nn.ReLU())
@@ -864,33 +862,23 @@ def fastnn_cnn(spec, params, dtype=np.float32):
         elif kind == "flatten":
             mods.append(nn.Flatten())
         else:
-            mods.append(nn.Linear(params[i].shape[1], params[i].shape[0], dtype=dtype))
+            mods.append(nn.Linear(params[i].shape[1], params[i].shape[0]))
             i += 2
-    model = nn.Sequential(*mods)
+    return mods
+
+
+def fastnn_cnn(spec, params):
+    """A float32 fastnn Sequential for a CNN spec, loaded with ``params``."""
+    from fastnn import nn
+
+    model = nn.Sequential(*_cnn_layers(nn, spec, params))
     model.load_state_dict(dict(zip(model.state_dict(), params)))
     return model
 
 
 def _torch_cnn(spec, params):
     torch = _torch(required=True)
-    T = torch.nn
-    mods, i = [], 0
-    for layer in spec:
-        kind = layer[0]
-        if kind == "conv":
-            o, c, k, _ = params[i].shape
-            mods.append(T.Conv2d(c, o, k, padding=layer[3]))
-            i += 2
-        elif kind == "relu":
-            mods.append(T.ReLU())
-        elif kind == "maxpool":
-            mods.append(T.MaxPool2d(layer[1]))
-        elif kind == "flatten":
-            mods.append(T.Flatten())
-        else:
-            mods.append(T.Linear(params[i].shape[1], params[i].shape[0]))
-            i += 2
-    model = T.Sequential(*mods)
+    model = torch.nn.Sequential(*_cnn_layers(torch.nn, spec, params))
     with torch.no_grad():
         for p, v in zip(model.parameters(), params):
             p.copy_(torch.from_numpy(np.asarray(v)))

@@ -88,7 +88,7 @@ def real(value, name, low=None, high=None, low_open=False, high_open=False):
         lo = "-inf" if low is None else f"{low}"
         hi = "inf" if high is None else f"{high}"
         rng = ("(" if low_open or low is None else "[") + f"{lo}, {hi}" + (")" if high_open or high is None else "]")
-        raise ValueError(f"Invalid {name}: {value} (expected a finite value in {rng})")
+        raise ValueError(f"{name} must be a finite number in {rng}. Received: {name}={value}")
     return value
 
 

@@ -59,6 +59,7 @@ except ImportError as exc:  # pragma: no cover - exercised only without sklearn
         'Install the optional extra: pip install "fastnn-cpu[estimators]"'
     ) from exc
 
+from fastnn import _checks as C
 from fastnn._config import get_num_threads
 from fastnn._kernels import _sgd
 
@@ -99,20 +100,9 @@ def _check_int(value, name, low):
 def _check_real(value, name, low=None, high=None, low_open=False, high_open=False, allow_none=False):
     if value is None and allow_none:
         return None
-    if isinstance(value, (bool, np.bool_)) or not isinstance(value, numbers.Real):
+    if isinstance(value, np.bool_):
         raise TypeError(f"{name} must be a real number. Received: {name}={value!r}")
-    value = float(value)
-    bad = not np.isfinite(value)
-    if not bad and low is not None:
-        bad = value <= low if low_open else value < low
-    if not bad and high is not None:
-        bad = value >= high if high_open else value > high
-    if bad:
-        lo = "-inf" if low is None else f"{low}"
-        hi = "inf" if high is None else f"{high}"
-        rng = ("(" if low_open or low is None else "[") + f"{lo}, {hi}" + (")" if high_open or high is None else "]")
-        raise ValueError(f"{name} must be a finite number in {rng}. Received: {name}={value}")
-    return value
+    return C.real(value, name, low=low, high=high, low_open=low_open, high_open=high_open)
 
 
 def _check_option(value, name, options):
