@@ -38,10 +38,11 @@ WHEEL="$(ls "$WORK"/repaired/fastnn_cpu-*manylinux*.whl)"
 cp "$WHEEL" "$SDIST" "$OUT/"
 echo "repaired: $(basename "$WHEEL")"
 
-# The test suite, copied away from the package sources so that only the
-# installed wheel can be imported.
+# The test suite (and the examples it runs), copied away from the package
+# sources so that only the installed wheel can be imported.
 mkdir -p "$WORK/suite"
 cp -r "$ROOT/tests" "$WORK/suite/tests"
+cp -r "$ROOT/examples" "$WORK/suite/examples"     # tests/test_examples.py runs them
 
 check() {
     local label="$1" numpy_spec="$2" artifact="$3" venv="$WORK/venv-$1"
