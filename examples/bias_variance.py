@@ -26,7 +26,8 @@ import numpy as np
 
 from fastnn.analysis import bias_variance
 
-RankWarning = getattr(np, "exceptions", np).RankWarning   # numpy >= 1.25 / older
+# numpy 2 has it in numpy.exceptions; numpy 1.x at the top level
+RankWarning = getattr(getattr(np, "exceptions", None), "RankWarning", None) or np.RankWarning
 
 
 class PolynomialRegression:
