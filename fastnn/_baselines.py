@@ -444,14 +444,7 @@ class NumpyCNN:
         adam_step(self.params, grads, self.exp_avgs, self.exp_avg_sqs, step=self.t, lr=self.lr)
         return loss
 
-    def fit_epoch(self, X, y, batch_size):
-        n = X.shape[0]
-        perm = self.rng.permutation(n)
-        total = 0.0
-        for start in range(0, n, batch_size):
-            idx = perm[start:start + batch_size]
-            total += self.train_step(X[idx], y[idx]) * len(idx)
-        return total / n
+    fit_epoch = NumpyMLP.fit_epoch
 
     def predict(self, X):
         return self.forward(X)[0].argmax(axis=1)

@@ -237,6 +237,18 @@ def _assert_close(name, got, ref, rtol, atol):
                 f"{err:.3g}x the tolerance rtol={rtol}, atol={atol})")
 
 
+def _check_layer_step(title, name, impl, ref):
+    """A layer's (y, grad_x, grad_W, grad_b) against the NumPy baseline's, each
+    compared relative to its own magnitude."""
+    if name == "numpy" and ref is impl:
+        return
+    ref_r = ref.result()
+    scale = [max(float(np.max(np.abs(r))), 1.0) for r in ref_r]
+    got = [np.asarray(a) / s for a, s in zip(impl.result(), scale)]
+    _assert_close(f"{title} [{name}] (y, grad_x, grad_W, grad_b)", got,
+                  [r / s for r, s in zip(ref_r, scale)], rtol=1e-4, atol=1e-5)
+
+
 def _fastnn_mlp(params):
     """fastnn Sequential(Linear, ReLU, ..., Linear) holding a copy of ``params``."""
     from fastnn import nn
@@ -533,13 +545,8 @@ class DenseStep(Workload):
         return super().reference(1)
 
     def check(self, name, impl, ref):
-        if name == "gemm" or (name == "numpy" and ref is impl):
-            return
-        ref_r = ref.result()
-        scale = [max(float(np.max(np.abs(r))), 1.0) for r in ref_r]
-        got = [np.asarray(a) / s for a, s in zip(impl.result(), scale)]
-        _assert_close(f"{self.title} [{name}] (y, grad_x, grad_W, grad_b)", got,
-                      [r / s for r, s in zip(ref_r, scale)], rtol=1e-4, atol=1e-5)
+        if name != "gemm":
+            _check_layer_step(self.title, name, impl, ref)
 
     def extra(self, ms):
         g = ms.get("gemm")
@@ -948,13 +955,7 @@ class ConvStep(Workload):
         return super().reference(1)
 
     def check(self, name, impl, ref):
-        if name == "numpy" and ref is impl:
-            return
-        ref_r = ref.result()
-        scale = [max(float(np.max(np.abs(r))), 1.0) for r in ref_r]
-        got = [np.asarray(a) / s for a, s in zip(impl.result(), scale)]
-        _assert_close(f"{self.title} [{name}] (y, grad_x, grad_W, grad_b)", got,
-                      [r / s for r, s in zip(ref_r, scale)], rtol=1e-4, atol=1e-5)
+        _check_layer_step(self.title, name, impl, ref)
 
 
 class LeNetStep(Workload):

@@ -5,16 +5,7 @@ from fastnn import _checks as C
 from fastnn import ops
 from fastnn._kernels import _conv
 from fastnn.nn.layers import _Buffers
-from fastnn.nn.module import Module, Parameter
-
-
-def _check_grad(grad_y, like, who):
-    if not isinstance(grad_y, np.ndarray) or grad_y.shape != like.shape:
-        raise ValueError(f"{who}: grad_y must have the output's shape {like.shape}. "
-                         f"Received: {getattr(grad_y, 'shape', type(grad_y).__name__)}")
-    if grad_y.dtype != like.dtype:
-        raise TypeError(f"{who}: grad_y must have dtype {like.dtype}. Received: {grad_y.dtype}")
-    return grad_y if grad_y.flags.c_contiguous else np.ascontiguousarray(grad_y)
+from fastnn.nn.module import Module, Parameter, check_grad_y
 
 
 def _check_x(x, dtype, channels, who):
@@ -99,7 +90,7 @@ class Conv2d(Module):
         if self._saved is None:
             raise RuntimeError("Conv2d.backward() called before forward()")
         x, y, cols, act, slope = self._saved
-        grad_y = _check_grad(grad_y, y, "Conv2d")
+        grad_y = check_grad_y(grad_y, y.shape, y.dtype)
         w = self.weight.data
         n, o = y.shape[0], self.out_channels
         gt = self._bufs.get("gt", y.shape, w.dtype) if act != 0 else None
@@ -161,7 +152,7 @@ class MaxPool2d(_Pool2d):
         if self._saved is None:
             raise RuntimeError("MaxPool2d.backward() called before forward()")
         shape, y, idx = self._saved
-        grad_y = _check_grad(grad_y, y, "MaxPool2d")
+        grad_y = check_grad_y(grad_y, y.shape, y.dtype)
         if not need_input_grad:
             return None
         gx = self._bufs.get("gx", shape, y.dtype)
@@ -197,7 +188,7 @@ class AvgPool2d(_Pool2d):
         if self._saved is None:
             raise RuntimeError("AvgPool2d.backward() called before forward()")
         shape, y = self._saved
-        grad_y = _check_grad(grad_y, y, "AvgPool2d")
+        grad_y = check_grad_y(grad_y, y.shape, y.dtype)
         if not need_input_grad:
             return None
         gx = self._bufs.get("gx", shape, y.dtype)

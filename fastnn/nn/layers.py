@@ -4,7 +4,7 @@ import numpy as np
 from fastnn import _checks as C
 from fastnn._config import n_threads_for
 from fastnn._kernels import _dense
-from fastnn.nn.module import Module, Parameter
+from fastnn.nn.module import Module, Parameter, check_grad_y
 
 _MAX_BUFFER_SETS = 8
 
@@ -98,13 +98,7 @@ class Linear(Module):
             raise RuntimeError("Linear.backward() called before forward()")
         x, y, act, slope = self._saved
         w = self.weight.data
-        if not isinstance(grad_y, np.ndarray) or grad_y.shape != y.shape:
-            raise ValueError(f"grad_y must have the output's shape {y.shape}. "
-                             f"Received: {getattr(grad_y, 'shape', type(grad_y).__name__)}")
-        if grad_y.dtype != w.dtype:
-            raise TypeError(f"grad_y must have dtype {w.dtype}. Received: {grad_y.dtype}")
-        if not grad_y.flags.c_contiguous:
-            grad_y = np.ascontiguousarray(grad_y)
+        grad_y = check_grad_y(grad_y, y.shape, w.dtype)
         nt = n_threads_for(y.size)
         gb, gb_acc = (None, False) if self.bias is None else self.bias._grad_target()
         if act == 0:
@@ -158,15 +152,9 @@ class _Activation(Module):
         y = self._saved
         if y is None:
             raise RuntimeError(f"{type(self).__name__}.backward() called before forward()")
-        if not isinstance(grad_y, np.ndarray) or grad_y.shape != y.shape:
-            raise ValueError(f"grad_y must have the output's shape {y.shape}. "
-                             f"Received: {getattr(grad_y, 'shape', type(grad_y).__name__)}")
-        if grad_y.dtype != y.dtype:
-            raise TypeError(f"grad_y must have dtype {y.dtype}. Received: {grad_y.dtype}")
+        grad_y = check_grad_y(grad_y, y.shape, y.dtype)
         if not need_input_grad:
             return None
-        if not grad_y.flags.c_contiguous:
-            grad_y = np.ascontiguousarray(grad_y)
         gx = self._bufs.get("gx", y.shape, y.dtype)
         _dense.act_backward(grad_y.reshape(-1), y.reshape(-1), gx.reshape(-1), self._code, self._slope,
                             n_threads_for(y.size))
@@ -284,15 +272,9 @@ class Dropout(Module):
         if self._saved is None:
             raise RuntimeError("Dropout.backward() called before forward()")
         key, shape, dtype = self._saved
-        if not isinstance(grad_y, np.ndarray) or grad_y.shape != shape:
-            raise ValueError(f"grad_y must have the output's shape {shape}. "
-                             f"Received: {getattr(grad_y, 'shape', type(grad_y).__name__)}")
-        if grad_y.dtype != dtype:
-            raise TypeError(f"grad_y must have dtype {dtype}. Received: {grad_y.dtype}")
+        grad_y = check_grad_y(grad_y, shape, dtype)
         if not need_input_grad:
             return None
         if key is None:
             return grad_y
-        if not grad_y.flags.c_contiguous:
-            grad_y = np.ascontiguousarray(grad_y)
         return self._apply(grad_y, key, shape, "gx")

@@ -46,6 +46,17 @@ def owned_copy(owner, slot, a):
     return out
 
 
+def check_grad_y(grad_y, shape, dtype):
+    """Validate the gradient passed to a layer's backward: an ndarray of the
+    forward output's shape and dtype.  Returns it C-contiguous."""
+    if not isinstance(grad_y, np.ndarray) or grad_y.shape != tuple(shape):
+        raise ValueError(f"grad_y must have the output's shape {tuple(shape)}. "
+                         f"Received: {getattr(grad_y, 'shape', type(grad_y).__name__)}")
+    if grad_y.dtype != dtype:
+        raise TypeError(f"grad_y must have dtype {dtype}. Received: {grad_y.dtype}")
+    return grad_y if grad_y.flags.c_contiguous else np.ascontiguousarray(grad_y)
+
+
 class Parameter:
     """A trainable array and its gradient.
 

@@ -21,7 +21,7 @@ from fastnn import _checks as C
 from fastnn._config import n_threads_for
 from fastnn._kernels import _norm
 from fastnn.nn.layers import _Buffers
-from fastnn.nn.module import Module, Parameter
+from fastnn.nn.module import Module, Parameter, check_grad_y
 
 __all__ = ["BatchNorm1d", "BatchNorm2d", "LayerNorm", "GroupNorm", "InstanceNorm2d"]
 
@@ -82,15 +82,7 @@ class _Norm(Module):
         who = type(self).__name__
         if self._saved is None:
             raise RuntimeError(f"{who}.backward() called before forward()")
-        shape = self._saved[0]
-        if not isinstance(grad_y, np.ndarray) or grad_y.shape != shape:
-            raise ValueError(f"grad_y must have the output's shape {shape}. "
-                             f"Received: {getattr(grad_y, 'shape', type(grad_y).__name__)}")
-        if grad_y.dtype != self._dtype:
-            raise TypeError(f"grad_y must have dtype {self._dtype}. Received: {grad_y.dtype}")
-        if not grad_y.flags.c_contiguous:
-            grad_y = np.ascontiguousarray(grad_y)
-        return grad_y
+        return check_grad_y(grad_y, self._saved[0], self._dtype)
 
     def _affine_params(self, shape, affine, bias=True):
         if affine:
