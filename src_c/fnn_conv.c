@@ -120,13 +120,16 @@ FNN_CLONES void fnn_conv_dact_##SUF(const T *gy, const T *y, T *gt, double *acc,
             if (act != 0 || d != gy + r)                                                    \
                 fnn_dact_row_##SUF(d, gy + r, y + r, P, act, slope);                        \
             if (acc != NULL) {                                                              \
-                T s0 = 0, s1 = 0, s2 = 0, s3 = 0;                                           \
+                /* 16 independent lane sums: the inner loop is one vector add, which */    \
+                /* gcc emits without reassociating (a serial sum would not vectorize) */   \
+                T s[16] = {0};                                                              \
                 ptrdiff_t p = 0;                                                            \
-                for (; p + 4 <= P; p += 4) {                                                \
-                    s0 += d[p]; s1 += d[p + 1]; s2 += d[p + 2]; s3 += d[p + 3];             \
-                }                                                                           \
-                for (; p < P; p++) s0 += d[p];                                              \
-                acc[o] += (double)((s0 + s1) + (s2 + s3));                                  \
+                for (; p + 16 <= P; p += 16)                                                \
+                    for (int l = 0; l < 16; l++) s[l] += d[p + l];                          \
+                for (; p < P; p++) s[0] += d[p];                                            \
+                double t = 0;                                                               \
+                for (int l = 0; l < 16; l++) t += (double)s[l];                             \
+                acc[o] += t;                                                                \
             }                                                                               \
         }                                                                                   \
 }                                                                                           \
