@@ -94,7 +94,7 @@ KERNELS = {
     "_loss": ["src_c/fnn_dense.c"],
     "_optim": ["src_c/fnn_optim.c"],
     "_data": [],
-    "_conv": ["src_c/fnn_conv.c"],
+    "_conv": ["src_c/fnn_conv.c", "src_c/fnn_wino.c"],
     "_norm": ["src_c/fnn_norm.c"],
     "_rnn": ["src_c/fnn_rnn.c"],
     "_sgd": [],

@@ -144,6 +144,24 @@ void fnn_avgpool2d_backward_f32(const float *gy, float *gx, ptrdiff_t planes, co
 void fnn_avgpool2d_backward_f64(const double *gy, double *gx, ptrdiff_t planes, const fnn_conv_geom *g,
                                 int count_include_pad);
 
+/* ---- Winograd F(2x2, 3x3) transforms (fnn_wino.c) ---- */
+/* For 3x3 stride-1 convolutions; g gives h, w, ph, pw, oh, ow (kernel and stride
+ * fields unused).  Layouts are described in fnn_wino.c.  The int functions
+ * return -1 when their scratch buffer cannot be allocated, else 0. */
+#define FNN_WINO_PROTOS(T, SUF)                                                              \
+int fnn_wino_in_##SUF(const T *x, T *V, ptrdiff_t nimg, ptrdiff_t C, ptrdiff_t ld,           \
+                      const fnn_conv_geom *g);                                               \
+int fnn_wino_out_##SUF(const T *M, ptrdiff_t ld, T *y, const T *bias, ptrdiff_t nimg,        \
+                       ptrdiff_t O, const fnn_conv_geom *g);                                 \
+int fnn_wino_gout_##SUF(const T *gy, T *gM, ptrdiff_t ld, ptrdiff_t nimg, ptrdiff_t O,       \
+                        const fnn_conv_geom *g);                                             \
+int fnn_wino_gin_##SUF(const T *dV, ptrdiff_t ld, T *gx, ptrdiff_t nimg, ptrdiff_t C,        \
+                       const fnn_conv_geom *g);                                              \
+void fnn_wino_weight_##SUF(const T *w, T *U, ptrdiff_t O, ptrdiff_t C);                      \
+void fnn_wino_wgrad_##SUF(const T *dU, T *gw, ptrdiff_t O, ptrdiff_t C, int accumulate);
+FNN_WINO_PROTOS(float, f32)
+FNN_WINO_PROTOS(double, f64)
+
 /* ---- normalization (fnn_norm.c) ---- */
 /* Input viewed as (rows, C, S).  "b" loops: per-channel statistics over rows and S
  * (BatchNorm); a thread calls them on its block of rows with its own double

@@ -15,8 +15,11 @@ from conftest import numeric_grad
 @pytest.fixture(autouse=True)
 def _conv_passes_parallel(monkeypatch):
     """Let the conv/pool passes use the threads of the test's ``n_threads`` (a source
-    build keeps them serial next to BLAS; see fastnn.ops._conv_threads)."""
+    build keeps them serial next to BLAS; see fastnn.ops._conv_threads), and lower the
+    batch-split threshold to one multiply-add so that every conv of a 2-thread test
+    with N >= 2 also runs split into one part per thread (see fastnn._parallel)."""
     monkeypatch.setattr(ops, "_CONV_PARALLEL", True)
+    monkeypatch.setattr(ops, "CONV_SPLIT_MIN_MACS", 1)
 
 
 def test_conv_passes_stay_serial_next_to_a_spinning_openmp_runtime(monkeypatch):

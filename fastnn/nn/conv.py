@@ -5,7 +5,7 @@ from fastnn import _checks as C
 from fastnn import ops
 from fastnn._kernels import _conv
 from fastnn.nn.layers import _Buffers
-from fastnn.nn.module import Module, Parameter, check_grad_y
+from fastnn.nn.module import Module, Parameter, check_grad_y, owned_empty
 
 
 def _check_x(x, dtype, channels, who):
@@ -45,9 +45,14 @@ class Conv2d(Module):
     (out_channels,), so torch state_dicts load directly.  The forward pass is an
     im2col into a reused column buffer, one batched GEMM that writes NCHW, and
     one in-place pass for the bias (plus a following activation, when run
-    inside Sequential).  Buffers are kept per input shape: a training step
+    inside Sequential); 3x3 stride-1 convs with enough channels and output
+    pixels use Winograd F(2x2, 3x3) instead (2.25x fewer multiplies; the rule,
+    measured, is ``fastnn.ops._use_winograd``).  With several threads (``fastnn.set_num_threads``) each thread
+    runs a part of the batch.  Buffers are kept per input shape: a training step
     after the first allocates nothing.
     """
+
+    _splits_batch = True   # see fastnn._parallel and Sequential
 
     def __init__(self, in_channels, out_channels, kernel_size, stride=1, padding=0, bias=True, *,
                  dtype=np.float32, seed=None):
@@ -74,38 +79,41 @@ class Conv2d(Module):
         return (f"{self.in_channels}, {self.out_channels}, kernel_size={self.kernel_size}, "
                 f"stride={self.stride}, padding={self.padding}, bias={self.bias is not None}")
 
-    def _forward(self, x, act=0, slope=0.0):
+    def forward(self, x):
+        """Compute the output for input ``x`` (returns a new array)."""
+        return self._forward(x, public=True)
+
+    def backward(self, grad_y):
+        """Back-propagate ``grad_y``: accumulate the parameter gradients, return the
+        gradient with respect to the input (a new array)."""
+        return self._backward(grad_y, True, public=True)
+
+    def _forward(self, x, act=0, slope=0.0, public=False):
         w = self.weight.data
         x = _check_x(x, w.dtype, self.in_channels, "Conv2d")
         k, oh, ow = ops._conv_geometry(x.shape, w.shape, self.stride, self.padding)
-        n, o = x.shape[0], self.out_channels
-        cols = self._bufs.get("cols", (n, self.in_channels * k[0] * k[1], oh * ow), w.dtype)
-        y = self._bufs.get("y", (n, o, oh, ow), w.dtype)
+        shape = (x.shape[0], self.out_channels, oh, ow)
+        # the public forward writes into an array the caller owns (no copy); the
+        # layer keeps it only when backward needs it (a fused activation)
+        y = owned_empty(self, "forward", shape, w.dtype) if public else self._bufs.get("y", shape, w.dtype)
         b = self.bias.data if self.bias is not None else None
-        ops._conv_forward_into(x, w, b, self.stride, self.padding, oh, ow, cols, y, act, slope)
-        object.__setattr__(self, "_saved", (x, y, cols, act, slope))
+        st = ops._conv_forward_into(x, w, b, self.stride, self.padding, oh, ow, self._bufs, y, act,
+                                    slope)
+        object.__setattr__(self, "_saved", (x.shape, y if act != 0 else None, st, act, slope, shape))
         return y
 
-    def _backward(self, grad_y, need_input_grad=True):
+    def _backward(self, grad_y, need_input_grad=True, public=False):
         if self._saved is None:
             raise RuntimeError("Conv2d.backward() called before forward()")
-        x, y, cols, act, slope = self._saved
-        grad_y = check_grad_y(grad_y, y.shape, y.dtype)
+        x_shape, y, st, act, slope, y_shape = self._saved
         w = self.weight.data
-        n, o = y.shape[0], self.out_channels
-        gt = self._bufs.get("gt", y.shape, w.dtype) if act != 0 else None
-        gw_parts = self._bufs.get("gw_parts", (n, cols.shape[1], o), w.dtype)
-        gw_sum = self._bufs.get("gw_sum", (cols.shape[1], o), w.dtype)
+        grad_y = check_grad_y(grad_y, y_shape, w.dtype)
         gw, gw_acc = self.weight._grad_target()
         gb, gb_acc = (None, False) if self.bias is None else self.bias._grad_target()
-        if need_input_grad:
-            gcols = self._bufs.get("gcols", cols.shape, w.dtype)
-            gx = self._bufs.get("gx", x.shape, w.dtype)
-        else:
-            gcols = gx = None
-        ops._conv_backward_into(grad_y, y, w, cols, self.stride, self.padding, gt, gw_parts, gw_sum,
-                                gw, gw_acc, gb, gb_acc, gcols, gx, act, slope)
-        return gx
+        gx = owned_empty(self, "backward", x_shape, w.dtype) if public and need_input_grad else None
+        return ops._conv_backward_into(grad_y, y, x_shape, w, self.stride, self.padding, st,
+                                       self._bufs, gw, gw_acc, gb, gb_acc, need_input_grad, act,
+                                       slope, gx)
 
 
 class _Pool2d(Module):

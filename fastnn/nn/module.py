@@ -17,32 +17,38 @@ from fastnn import _checks as C
 _POOL_MAX = 3
 
 
-def owned_copy(owner, slot, a):
-    """A copy of ``a`` that the caller owns, in a recycled array when possible.
+def owned_empty(owner, slot, shape, dtype):
+    """An array the caller will own, recycled when possible (contents undefined).
 
     ``owner`` keeps up to _POOL_MAX earlier results per (slot, shape, dtype); one
     is reused only when nothing outside the pool references it any more (no
     variable, view or exported buffer: its reference count is the pool's own),
     so an array a user still holds is never written again.  Reusing saves the
-    page faults of a fresh large allocation, which cost more than the copy.
+    page faults of a fresh large allocation.
     """
     pools = owner.__dict__.get("_out_pools")
     if pools is None:
         pools = {}
         object.__setattr__(owner, "_out_pools", pools)
-    key = (slot, a.shape, a.dtype)
+    key = (slot, tuple(shape), np.dtype(dtype))
     pool = pools.get(key)
     if pool is None:
         pool = pools[key] = []
-    for i in range(len(pool)):
-        # references: the pool list, and getrefcount's own argument
-        if sys.getrefcount(pool[i]) == 2:
-            out = pool[i]
-            np.copyto(out, a)
+    for out in pool:
+        # references: the pool list, the loop variable and getrefcount's argument
+        if sys.getrefcount(out) == 3:
             return out
-    out = np.array(a, copy=True, order="C")
+    out = np.empty(shape, dtype)
     if len(pool) < _POOL_MAX:
         pool.append(out)
+    return out
+
+
+def owned_copy(owner, slot, a):
+    """A copy of ``a`` that the caller owns, in a recycled array when possible
+    (see :func:`owned_empty`; reusing saves page faults that cost more than the copy)."""
+    out = owned_empty(owner, slot, a.shape, a.dtype)
+    np.copyto(out, a)
     return out
 
 

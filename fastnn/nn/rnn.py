@@ -25,12 +25,11 @@ Every work array lives in per-layer buffers keyed by shape: a training step
 after the first with the same shapes allocates nothing except the returned
 copies of the public ``forward``/``backward``.
 """
-import os
 
 import numpy as np
 
 from fastnn import _checks as C
-from fastnn import _config
+from fastnn import _config, _parallel
 from fastnn._kernels import _rnn
 from fastnn.nn.layers import _Buffers
 from fastnn.nn.module import Module, Parameter, owned_copy
@@ -52,53 +51,6 @@ _NONLINEARITIES = ("tanh", "relu")
 BATCH_SPLIT = True
 BATCH_SPLIT_MIN_ROWS = 8
 BATCH_SPLIT_MIN_MACS = 1 << 24
-
-_pool = {"executor": None, "blas": None}
-
-
-def _after_fork():
-    _pool["executor"] = None   # the worker thread does not exist in a forked child
-
-
-if hasattr(os, "register_at_fork"):
-    os.register_at_fork(after_in_child=_after_fork)
-
-
-def _executor():
-    ex = _pool["executor"]
-    if ex is None:
-        from concurrent.futures import ThreadPoolExecutor
-
-        ex = _pool["executor"] = ThreadPoolExecutor(max_workers=1, thread_name_prefix="fastnn-rnn")
-    return ex
-
-
-def _blas_libs():
-    libs = _pool["blas"]
-    if libs is None:
-        from threadpoolctl import ThreadpoolController
-
-        libs = _pool["blas"] = ThreadpoolController().select(user_api="blas").lib_controllers
-    return libs
-
-
-class _BlasSingleThread:
-    """Context: BLAS on one thread (the calling thread), restored afterwards."""
-
-    __slots__ = ("saved",)
-
-    def __enter__(self):
-        libs = _blas_libs()
-        self.saved = [lib.num_threads for lib in libs]
-        for lib in libs:
-            lib.set_num_threads(1)
-        return self
-
-    def __exit__(self, *exc):
-        for lib, k in zip(_blas_libs(), self.saved):
-            lib.set_num_threads(k)
-        return False
-
 
 def _bool(value, name):
     if not isinstance(value, (bool, np.bool_)):
@@ -219,12 +171,7 @@ class _Recurrent(Module):
                                           None if h0 is None else h0[lo:hi],
                                           None if c0 is None else c0[lo:hi], y[lo * t:hi * t])
 
-            with _BlasSingleThread():
-                fut = _executor().submit(part, 1)
-                try:
-                    saved_a = part(0)
-                finally:
-                    saved_b = fut.result()
+            saved_a, saved_b = _parallel.run(lambda k, lo, hi: part(k), [(0, n2), (n2, n)])
             object.__setattr__(self, "_saved", ("split", (saved_a, saved_b), n, t, x.shape))
             h_n = y.reshape(n, t, H)[:, t - 1]
             c_n = None
@@ -336,12 +283,8 @@ class _Recurrent(Module):
                     np.copyto(gx[lo:hi], out[0].transpose(1, 0, 2))
                 return out
 
-            with _BlasSingleThread():
-                fut = _executor().submit(part, 1)
-                try:
-                    _, dh_a, dc_a, gw, acc = part(0)
-                finally:
-                    _, dh_b, dc_b, gw_b, acc_b = fut.result()
+            (_, dh_a, dc_a, gw, acc), (_, dh_b, dc_b, gw_b, acc_b) = _parallel.run(
+                lambda k, lo, hi: part(k), [(0, n2), (n2, n)])
             np.add(gw, gw_b, out=gw)
             if acc is not None:
                 np.add(acc, acc_b, out=acc)

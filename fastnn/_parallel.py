@@ -1,0 +1,164 @@
+"""Independent parts of a batch on fastnn's threads, with BLAS on one thread each.
+
+Layers whose work is many small GEMMs with cheap loops between them (the conv
+layers' per-image GEMMs and transforms, the two halves of an LSTM batch) scale
+better when each of fastnn's threads runs a whole part of the batch, its GEMMs
+included, than when every GEMM is spread over BLAS's threads and the loops in
+between wait for it.  :func:`run` does that: part 0 runs on the calling thread
+and the others on a pool of worker threads (Python threads: the kernels and
+``np.matmul`` release the GIL), with the BLAS pool limited to one thread for the
+duration, so the parts never oversubscribe the cores.
+
+The callers fetch every buffer before :func:`run` (``_Buffers`` is not meant
+for concurrent use) and give each part its own scratch arrays and partial sums.
+"""
+import contextlib
+import os
+import threading
+
+import numpy as np
+
+from fastnn import _config
+
+_pool = {"executor": None, "workers": 0, "blas": None, "single": 0}
+_NO_CONTEXT = contextlib.nullcontext()
+_WORKER_PREFIX = "fastnn-worker"
+
+
+def _after_fork():
+    _pool["executor"] = None   # the worker threads do not exist in a forked child
+    _pool["workers"] = 0
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_after_fork)
+
+
+def _executor(workers):
+    ex = _pool["executor"]
+    if ex is None or _pool["workers"] < workers:
+        from concurrent.futures import ThreadPoolExecutor
+
+        if ex is not None:
+            ex.shutdown(wait=True)
+        ex = _pool["executor"] = ThreadPoolExecutor(max_workers=workers,
+                                                    thread_name_prefix=_WORKER_PREFIX)
+        _pool["workers"] = workers
+    return ex
+
+
+def _blas_libs():
+    libs = _pool["blas"]
+    if libs is None:
+        from threadpoolctl import ThreadpoolController
+
+        libs = _pool["blas"] = ThreadpoolController().select(user_api="blas").lib_controllers
+    return libs
+
+
+class BlasSingleThread:
+    """Context: BLAS on one thread, restored afterwards (nested uses are cheap:
+    only the outermost one changes the BLAS setting)."""
+
+    __slots__ = ("saved",)
+
+    def __enter__(self):
+        self.saved = None
+        if _pool["single"] == 0:
+            libs = _blas_libs()
+            self.saved = [lib.num_threads for lib in libs]
+            for lib in libs:
+                lib.set_num_threads(1)
+        _pool["single"] += 1
+        return self
+
+    def __exit__(self, *exc):
+        _pool["single"] -= 1
+        if self.saved is not None:
+            for lib, k in zip(_blas_libs(), self.saved):
+                lib.set_num_threads(k)
+        return False
+
+
+def blas_single_thread_if(flag):
+    """BlasSingleThread() when ``flag`` and fastnn has several threads, else a no-op context."""
+    if flag and _config.get_num_threads() > 1:
+        return BlasSingleThread()
+    return _NO_CONTEXT
+
+
+# A model whose layers split the batch across fastnn's threads (Conv2d) runs its
+# forward and backward inside BlasSingleThread (see nn.Sequential): then its
+# GEMMs are either inside those parts, or a large one is split into row blocks
+# by :func:`matmul`, or a small one (a CNN's fully-connected head) runs on one
+# thread.  A multithreaded BLAS call in between would cost more than it saves:
+# OpenBLAS's idle workers spin for about 0.1 s after it (a conv split into two
+# parts took 1.95 ms when run 0.2 s after a 2-thread GEMM, 3.0 ms when run up to
+# 50 ms after it), holding the core that the part on fastnn's worker needs; and
+# switching BLAS between 1 and 2 threads around every layer made the later
+# 2-thread GEMMs wait for their worker to wake (an MLP epoch took twice as long).
+# LeNet-5 training step at 2 threads: 7.1-7.5 ms with the fc layers on BLAS's 2
+# threads between the conv parts, 4.7-5.3 ms with BLAS on one thread throughout.
+SPLIT_GEMM_MACS = 1 << 24
+
+
+def matmul(a, b, out):
+    """``np.matmul(a, b, out=out)`` for 2-D operands; inside BlasSingleThread, with
+    several fastnn threads and at least SPLIT_GEMM_MACS multiply-adds, as row
+    blocks of ``a`` (and ``out``) on fastnn's threads."""
+    m = a.shape[0]
+    if _pool["single"] and m >= 2 and m * a.shape[1] * b.shape[1] >= SPLIT_GEMM_MACS:
+        t = _config.get_num_threads()
+        if t > 1 and not _config._state["forked"]:
+            run(lambda k, lo, hi: np.matmul(a[lo:hi], b, out=out[lo:hi]), split(m, t))
+            return out
+    return np.matmul(a, b, out=out)
+
+
+def split(n, parts):
+    """``parts`` contiguous (lo, hi) ranges covering range(n), sizes differing by <= 1."""
+    parts = max(1, min(parts, n))
+    q, r = divmod(n, parts)
+    out, lo = [], 0
+    for k in range(parts):
+        hi = lo + q + (1 if k < r else 0)
+        out.append((lo, hi))
+        lo = hi
+    return out
+
+
+def parts(n, work, min_work):
+    """Ranges of a batch of ``n`` items for :func:`run`: one per fastnn thread when
+    there are several threads, at least 2 items and ``work >= min_work`` (and
+    not in a forked child, see fastnn._config); else one range."""
+    t = _config.get_num_threads()
+    if t < 2 or n < 2 or work < min_work or _config._state["forked"]:
+        return [(0, n)]
+    return split(n, t)
+
+
+def run(fn, ranges):
+    """Call ``fn(k, lo, hi)`` for each ``(lo, hi) = ranges[k]``, concurrently when
+    there are several (part 0 on the calling thread; BLAS on one thread each).
+    Returns the list of their results, after every part has finished; the first
+    exception is re-raised."""
+    if len(ranges) == 1 or threading.current_thread().name.startswith(_WORKER_PREFIX):
+        # one part, or called from a part (a worker waiting for the pool it runs
+        # in would wait forever): run the parts here, one after another
+        return [fn(k, lo, hi) for k, (lo, hi) in enumerate(ranges)]
+    with BlasSingleThread():
+        ex = _executor(len(ranges) - 1)
+        futures = [ex.submit(fn, k, lo, hi) for k, (lo, hi) in enumerate(ranges) if k]
+        results = [None] * len(ranges)
+        try:
+            results[0] = fn(0, *ranges[0])
+        finally:
+            errors = []
+            for k, f in enumerate(futures, 1):
+                try:
+                    results[k] = f.result()
+                except BaseException as e:   # wait for all before raising
+                    errors.append(e)
+        if errors:
+            raise errors[0]
+        return results
