@@ -2,6 +2,7 @@
 import numpy as np
 
 from fastnn import _checks as C
+from fastnn import _parallel
 from fastnn._config import n_threads_for
 from fastnn._kernels import _dense
 from fastnn.nn.module import Module, Parameter, check_grad_y
@@ -86,7 +87,7 @@ class Linear(Module):
         _check_input(x, w.dtype, self.in_features, "Linear")
         n = x.shape[0]
         y = self._bufs.get("y", (n, self.out_features), w.dtype)
-        np.matmul(x, w.T, out=y)
+        _parallel.matmul(x, w.T, y)
         b = self.bias.data if self.bias is not None else None
         if b is not None or act != 0:
             _dense.bias_act_forward(y, b, act, slope, n_threads_for(y.size))
@@ -113,14 +114,14 @@ class Linear(Module):
         # that a Fortran-ordered weight gets a C-ordered (BLAS-friendly) output.
         if gw_acc:
             tmp = self._bufs.get("gwT", (w.shape[1], w.shape[0]), w.dtype)
-            np.matmul(x.T, gz, out=tmp)
+            _parallel.matmul(x.T, gz, tmp)
             np.add(gw.T, tmp, out=gw.T)
         else:
-            np.matmul(x.T, gz, out=gw.T)
+            _parallel.matmul(x.T, gz, gw.T)
         if not need_input_grad:
             return None
         gx = self._bufs.get("gx", x.shape, w.dtype)
-        np.matmul(gz, w, out=gx)
+        _parallel.matmul(gz, w, gx)
         return gx
 
 

@@ -12,6 +12,7 @@ from collections import OrderedDict
 import numpy as np
 
 from fastnn import _checks as C
+from fastnn import _parallel
 
 
 _POOL_MAX = 3
@@ -309,6 +310,7 @@ class Sequential(Module):
                 raise TypeError(f"Sequential expects Module instances. Received at index {i}: {type(m).__name__}")
             setattr(self, str(i), m)
         self._plan = None
+        self._single_blas = False
 
     def __len__(self):
         return len(self._modules)
@@ -341,23 +343,28 @@ class Sequential(Module):
             else:
                 plan.append((m, None))
                 i += 1
+        # Layers that split the batch across fastnn's threads (Conv2d) want BLAS on
+        # one thread around them: see fastnn._parallel.
+        self._single_blas = any(getattr(m, "_splits_batch", False) for m in self.modules())
         self._plan = plan
         return plan
 
     def _forward(self, x):
         plan = self._plan or self._build_plan()
-        for m, act in plan:
-            if act is not None:
-                x = m._forward(x, act._code, act._slope)
-            else:
-                x = m._forward(x)
+        with _parallel.blas_single_thread_if(self._single_blas):
+            for m, act in plan:
+                if act is not None:
+                    x = m._forward(x, act._code, act._slope)
+                else:
+                    x = m._forward(x)
         return x
 
     def _backward(self, grad_y, need_input_grad=True):
         plan = self._plan or self._build_plan()
         g = grad_y
         last = len(plan) - 1
-        for k in range(last, -1, -1):
-            m = plan[k][0]
-            g = m._backward(g, need_input_grad or k > 0)
+        with _parallel.blas_single_thread_if(self._single_blas):
+            for k in range(last, -1, -1):
+                m = plan[k][0]
+                g = m._backward(g, need_input_grad or k > 0)
         return g
