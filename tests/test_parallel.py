@@ -1,0 +1,101 @@
+"""The BLAS regime of models with conv layers (fastnn._parallel.matmul, Sequential)."""
+import numpy as np
+import pytest
+from threadpoolctl import threadpool_info
+
+import fastnn as fn
+from fastnn import _parallel, losses, nn, ops
+
+
+def _blas_threads():
+    return [i["num_threads"] for i in threadpool_info() if i.get("user_api") == "blas"]
+
+
+class _Probe(nn.Module):
+    """Identity layer that records BLAS's thread counts when it runs."""
+
+    def __init__(self):
+        super().__init__()
+        self.seen = []
+
+    def forward(self, x):
+        self.seen.append(("forward", _blas_threads()))
+        return x
+
+    def backward(self, grad_y):
+        self.seen.append(("backward", _blas_threads()))
+        return grad_y
+
+
+def _needs_two_blas_threads():
+    with fn.threads(2):
+        if any(t != 2 for t in _blas_threads()) or not _blas_threads():
+            pytest.skip(f"BLAS does not run 2 threads here ({_blas_threads()})")
+
+
+@pytest.mark.parametrize("with_conv", [True, False], ids=["cnn", "mlp"])
+def test_sequential_with_conv_runs_blas_on_one_thread(with_conv):
+    """A Sequential holding a Conv2d runs forward and backward with BLAS on one thread
+    (and gives it back); one without conv layers keeps BLAS's threads."""
+    _needs_two_blas_threads()
+    probe = _Probe()
+    first = nn.Conv2d(2, 2, 3, padding=1, seed=0) if with_conv else nn.Flatten()
+    model = nn.Sequential(first, probe, nn.Flatten(), nn.Linear(2 * 4 * 4, 3, seed=1))
+    x = np.random.default_rng(0).standard_normal((2, 2, 4, 4)).astype(np.float32)
+    with fn.threads(2):
+        before = _blas_threads()
+        model.backward(np.ones(model.forward(x).shape, np.float32))
+        assert _blas_threads() == before
+    want = [1] * len(before) if with_conv else before
+    assert probe.seen == [("forward", want), ("backward", want)]
+
+
+def test_matmul_splits_rows_only_inside_the_single_blas_regime(monkeypatch):
+    """_parallel.matmul: row blocks on fastnn's threads inside BlasSingleThread (at or
+    above SPLIT_GEMM_MACS), plain np.matmul otherwise; the same product either way."""
+    calls = []
+    real = _parallel.run
+    monkeypatch.setattr(_parallel, "run", lambda f, r: calls.append(list(r)) or real(f, r))
+    monkeypatch.setattr(_parallel, "SPLIT_GEMM_MACS", 1000)
+    rng = np.random.default_rng(1)
+    a, b = rng.standard_normal((7, 20)), rng.standard_normal((20, 9))
+    want = a @ b
+    out = np.empty((7, 9))
+    with fn.threads(2):
+        np.testing.assert_allclose(_parallel.matmul(a, b, out), want, rtol=1e-13)
+        assert calls == []                                  # BLAS keeps its threads
+        with _parallel.BlasSingleThread():
+            out[...] = 0
+            np.testing.assert_allclose(_parallel.matmul(a, b, out), want, rtol=1e-13)
+            assert calls == [[(0, 4), (4, 7)]]
+            # transposed operand and a strided output, as in Linear's weight gradient
+            gwT = np.empty((9, 7)).T
+            np.testing.assert_allclose(_parallel.matmul(a, b, gwT), want, rtol=1e-13)
+            _parallel.matmul(a[:, :2], b[:2, :2], np.empty((7, 2)))   # 28 MACs: not split
+            assert len(calls) == 2
+    with fn.threads(1), _parallel.BlasSingleThread():
+        _parallel.matmul(a, b, out)
+        assert len(calls) == 2                              # one thread: nothing to split
+
+
+def test_cnn_with_a_large_linear_head_matches_one_thread(monkeypatch, rng):
+    """A CNN whose Linear GEMMs are split into row blocks at 2 threads gives the
+    logits and gradients of a 1-thread run."""
+    monkeypatch.setattr(_parallel, "SPLIT_GEMM_MACS", 1)
+    monkeypatch.setattr(ops, "CONV_SPLIT_MIN_MACS", 1)
+    x = rng.standard_normal((5, 2, 6, 6))
+    y = rng.integers(0, 4, 5)
+
+    def run(threads):
+        model = nn.Sequential(nn.Conv2d(2, 3, 3, padding=1, dtype=np.float64, seed=0), nn.ReLU(),
+                              nn.Flatten(), nn.Linear(108, 16, dtype=np.float64, seed=1), nn.Tanh(),
+                              nn.Linear(16, 4, dtype=np.float64, seed=2))
+        loss = losses.CrossEntropyLoss()
+        with fn.threads(threads):
+            logits = model.forward(x)
+            loss(logits, y)
+            gx = model.backward(loss.backward())
+        return [logits, gx] + [p.grad.copy() for p in model.parameters()]
+
+    for got, want in zip(run(2), run(1)):
+        np.testing.assert_allclose(got, want, rtol=1e-12, atol=1e-14)
