@@ -430,16 +430,17 @@ def _conv_geometry(x_shape, w_shape, stride, padding):
 
 
 # Winograd F(2x2, 3x3) (src_c/fnn_wino.c) replaces im2col for 3x3 stride-1 convs
-# where it measured faster: 2.25x fewer multiplies, in 16 GEMMs with C or O as
-# their inner dimension, but its transforms cost per channel and per tile row.
-# fwd+bwd at one thread on the 2-core VM (im2col -> Winograd, ms): N=64 32->64
-# 16x16 26.1 -> 20.4; 16->32 16x16 8.8 -> 7.4; 16->16 32x32 23.0 -> 18.0;
-# N=32 64->128 32x32 169 -> 109; but 16->16 16x16 4.8 -> 5.0, 32->32 12x12
-# 10.2 -> 11.6, 32->32 14x14 equal, N=128 16->16 8x8 2.8 -> 5.0, 8->16 16x16
-# 2.1 -> 2.6, 3->32 32x32 8.0 -> 16.3 (a GEMM with inner dimension 3 runs at a
-# few GFLOP/s).  WINOGRAD: "auto" (that rule, _use_winograd), True (every 3x3
-# stride-1 conv: the tests use it on small shapes) or False (never).
+# with at least WINOGRAD_MIN_CHANNELS input channels: 2.25x fewer multiplies, in
+# 16 GEMMs with C or O as their inner dimension.  fwd+bwd at one thread on the
+# 2-core VM, im2col -> Winograd, ms: N=64 32->64 16x16 26.7 -> 16.9; 16->32
+# 16x16 8.5 -> 5.5; 16->16 32x32 25.0 -> 15.0; 64->64 8x8 15.5 -> 8.5; 32->32
+# 12x12 10.1 -> 5.7; 12->12 16x16 3.3 -> 2.7; 32->3 16x16 6.6 -> 4.5; 16->16
+# 4x4 0.60 -> 0.20; but 8->16 16x16 2.0 -> 1.9, 8->32 32x32 18.4 -> 19.0, 4->16
+# 32x32 5.2 -> 8.4, 3->32 32x32 7.3 -> 15.9 (a GEMM with an inner dimension of a
+# few channels runs at a few GFLOP/s).  WINOGRAD: "auto" (that rule), True
+# (every 3x3 stride-1 conv: the tests use it on small shapes) or False (never).
 WINOGRAD = "auto"
+WINOGRAD_MIN_CHANNELS = 12
 # Work is done a chunk of images at a time, sized so that a chunk's columns (or
 # transformed tiles) stay in L2 between the loop that writes them and the GEMM
 # that reads them.
@@ -459,10 +460,7 @@ class _Scratch:
 def _use_winograd(c, o, k, stride, oh, ow):
     if WINOGRAD is False or k != (3, 3) or stride != (1, 1):
         return False
-    if WINOGRAD is True:
-        return True
-    side = min(oh, ow)
-    return min(c, o) >= 16 and side >= 16 and (c * o >= 10 * (c + o) or side >= 32)
+    return WINOGRAD is True or c >= WINOGRAD_MIN_CHANNELS
 
 
 def _chunk_len(n, per_image):
@@ -477,8 +475,8 @@ def _chunks(lo, hi, per_image):
 
 class _ConvState:
     """What a conv's backward needs from its forward: the path taken, its saved
-    array (the (N, K, P) columns, or the (16, C, N, T) transformed input tiles)
-    and, for Winograd, the transformed weight U (16, O, C)."""
+    array (the (N, K, P) columns, or the (N * T, 16, C) transformed input tiles)
+    and, for Winograd, the transformed weight U (16, C, O)."""
 
     __slots__ = ("wino", "saved", "U")
 
@@ -492,9 +490,9 @@ def _conv_prepare(x, w, stride, padding, oh, ow, bufs):
     o, k = w.shape[0], (w.shape[2], w.shape[3])
     if _use_winograd(c, o, k, stride, oh, ow):
         t = ((oh + 1) // 2) * ((ow + 1) // 2)
-        U = bufs.get("wino_U", (16, o, c), x.dtype)
+        U = bufs.get("wino_U", (16, c, o), x.dtype)
         _conv.wino_weight(w, U)
-        return _ConvState(True, bufs.get("wino_V", (16, c, n, t), x.dtype), U)
+        return _ConvState(True, bufs.get("wino_V", (n * t, 16, c), x.dtype), U)
     return _ConvState(False, bufs.get("cols", (n, c * k[0] * k[1], oh * ow), x.dtype))
 
 
@@ -508,7 +506,7 @@ def _conv_forward_into(x, w, b, stride, padding, oh, ow, bufs, y, act, slope):
     The batch is cut into parts (one per thread, see fastnn._parallel) and each
     part into chunks.  im2col path: im2col -> GEMM W2d @ cols[n] writing NCHW ->
     bias + activation in place.  Winograd path: input transform -> 16 GEMMs
-    U[xi] @ V[xi] -> output transform with the bias -> activation.
+    V[:, xi] @ U[xi] -> output transform with the bias -> activation.
     """
     n, c = x.shape[:2]
     o, k = w.shape[0], (w.shape[2], w.shape[3])
@@ -520,17 +518,17 @@ def _conv_forward_into(x, w, b, stride, padding, oh, ow, bufs, y, act, slope):
     longest = max(hi - lo for lo, hi in ranges)
     if st.wino:
         V, U = st.saved, st.U
-        t = V.shape[3]
-        V2 = V.reshape(16, c, n * t)
+        t = V.shape[0] // max(n, 1)
+        Vt = V.transpose(1, 0, 2)
         per = 16 * max(c, o) * t
-        Ms = [bufs.get(f"wino_M{i}", (16, o, _chunk_len(longest, per) * t), x.dtype)
+        Ms = [bufs.get(f"wino_M{i}", (_chunk_len(longest, per) * t, 16, o), x.dtype)
               for i in range(len(ranges))]
 
         def part(i, lo, hi):
             for a, e in _chunks(lo, hi, per):
-                M = Ms[i][:, :, :(e - a) * t]
+                M = Ms[i][:(e - a) * t]
                 _conv.wino_in(x, V, a, e, padding, (oh, ow))
-                np.matmul(U, V2[:, :, a * t:e * t], out=M)
+                np.matmul(Vt[:, a * t:e * t], U, out=M.transpose(1, 0, 2))
                 _conv.wino_out(M, y, b, a, e, x.shape[2:], padding)
                 if act != 0:
                     _conv.bias_act_nchw(y[a:e], None, act, slope, nt)
@@ -587,30 +585,36 @@ def _conv_backward_into(grad_y, y, x_shape, w, stride, padding, st, bufs, gw, gw
 
     if st.wino:
         V, U = st.saved, st.U
-        t = V.shape[3]
-        V2 = V.reshape(16, c, n * t)
-        gM = bufs.get("wino_gM", (16, o, n, t), dt)
-        gM2 = gM.reshape(16, o, n * t)
-        Ut = U.transpose(0, 2, 1)
+        t = V.shape[0] // n
+        Vt = V.transpose(1, 2, 0)      # (16, C, N * T)
+        Ut = U.transpose(0, 2, 1)      # (16, O, C)
         per = 16 * max(c, o) * t
-        dVs = [bufs.get(f"wino_dV{i}", (16, c, _chunk_len(longest, per) * t), dt)
-               for i in range(nparts)] if need_gx else None
-        dUs = bufs.get("wino_dU", (nparts, 16, o, c), dt)
+        rows = _chunk_len(longest, per) * t
+        gMs = [bufs.get(f"wino_gM{i}", (rows, 16, o), dt) for i in range(nparts)]
+        dVs = [bufs.get(f"wino_dV{i}", (rows, 16, c), dt) for i in range(nparts)] if need_gx else None
+        dUs = bufs.get("wino_dU", (nparts, 16, c, o), dt)
+        tmps = [bufs.get(f"wino_dUc{i}", (16, c, o), dt) for i in range(nparts)]
 
         def part(i, lo, hi):
             dact(i, lo, hi)
             for a, e in _chunks(lo, hi, per):
+                gM = gMs[i][:(e - a) * t]
+                gMt = gM.transpose(1, 0, 2)
                 _conv.wino_gout(gt, gM, a, e, x_shape[2:], padding)
                 if need_gx:
-                    dV = dVs[i][:, :, :(e - a) * t]
-                    np.matmul(Ut, gM2[:, :, a * t:e * t], out=dV)
+                    dV = dVs[i][:(e - a) * t]
+                    np.matmul(gMt, Ut, out=dV.transpose(1, 0, 2))
                     _conv.wino_gin(dV, gx, a, e, padding, (oh, ow))
-            np.matmul(gM2[:, :, lo * t:hi * t], V2[:, :, lo * t:hi * t].transpose(0, 2, 1),
-                      out=dUs[i])
+                # the chunk's weight gradient while its gM is in cache
+                if a == lo:
+                    np.matmul(Vt[:, :, a * t:e * t], gMt, out=dUs[i])
+                else:
+                    np.matmul(Vt[:, :, a * t:e * t], gMt, out=tmps[i])
+                    dUs[i] += tmps[i]
 
         _parallel.run(part, ranges)
         dU = dUs[0] if nparts == 1 else np.add.reduce(dUs, axis=0,
-                                                      out=bufs.get("wino_dUsum", (16, o, c), dt))
+                                                      out=bufs.get("wino_dUsum", (16, c, o), dt))
         _conv.wino_wgrad(dU, gw, gw_acc)
     else:
         cols = st.saved

@@ -61,22 +61,17 @@ cdef extern from "fastnn.h" nogil:
     void fnn_avgpool2d_backward_f64(const double *gy, double *gx, Py_ssize_t planes,
                                     const fnn_conv_geom *g, int count_include_pad)
 
-    int fnn_wino_in_f32(const float *x, float *V, Py_ssize_t nimg, Py_ssize_t C, Py_ssize_t ld,
-                        const fnn_conv_geom *g)
-    int fnn_wino_in_f64(const double *x, double *V, Py_ssize_t nimg, Py_ssize_t C, Py_ssize_t ld,
-                        const fnn_conv_geom *g)
-    int fnn_wino_out_f32(const float *M, Py_ssize_t ld, float *y, const float *bias, Py_ssize_t nimg,
-                         Py_ssize_t O, const fnn_conv_geom *g)
-    int fnn_wino_out_f64(const double *M, Py_ssize_t ld, double *y, const double *bias,
-                         Py_ssize_t nimg, Py_ssize_t O, const fnn_conv_geom *g)
-    int fnn_wino_gout_f32(const float *gy, float *gM, Py_ssize_t ld, Py_ssize_t nimg, Py_ssize_t O,
-                          const fnn_conv_geom *g)
-    int fnn_wino_gout_f64(const double *gy, double *gM, Py_ssize_t ld, Py_ssize_t nimg, Py_ssize_t O,
-                          const fnn_conv_geom *g)
-    int fnn_wino_gin_f32(const float *dV, Py_ssize_t ld, float *gx, Py_ssize_t nimg, Py_ssize_t C,
+    int fnn_wino_in_f32(const float *x, float *V, Py_ssize_t nimg, Py_ssize_t C, const fnn_conv_geom *g)
+    int fnn_wino_in_f64(const double *x, double *V, Py_ssize_t nimg, Py_ssize_t C, const fnn_conv_geom *g)
+    int fnn_wino_out_f32(const float *M, float *y, const float *bias, Py_ssize_t nimg, Py_ssize_t O,
                          const fnn_conv_geom *g)
-    int fnn_wino_gin_f64(const double *dV, Py_ssize_t ld, double *gx, Py_ssize_t nimg, Py_ssize_t C,
+    int fnn_wino_out_f64(const double *M, double *y, const double *bias, Py_ssize_t nimg, Py_ssize_t O,
                          const fnn_conv_geom *g)
+    int fnn_wino_gout_f32(const float *gy, float *gM, Py_ssize_t nimg, Py_ssize_t O, const fnn_conv_geom *g)
+    int fnn_wino_gout_f64(const double *gy, double *gM, Py_ssize_t nimg, Py_ssize_t O,
+                          const fnn_conv_geom *g)
+    int fnn_wino_gin_f32(const float *dV, float *gx, Py_ssize_t nimg, Py_ssize_t C, const fnn_conv_geom *g)
+    int fnn_wino_gin_f64(const double *dV, double *gx, Py_ssize_t nimg, Py_ssize_t C, const fnn_conv_geom *g)
     void fnn_wino_weight_f32(const float *w, float *U, Py_ssize_t O, Py_ssize_t C)
     void fnn_wino_weight_f64(const double *w, double *U, Py_ssize_t O, Py_ssize_t C)
     void fnn_wino_wgrad_f32(const float *dU, float *gw, Py_ssize_t O, Py_ssize_t C, int accumulate)
@@ -340,19 +335,13 @@ def avg_pool2d_backward(cnp.ndarray gy, cnp.ndarray gx, tuple k, tuple s, tuple 
 
 # -- Winograd F(2x2, 3x3) transforms (src_c/fnn_wino.c has the maths and layouts) ----------
 # Each works on the images [n0, n1) of its NCHW argument, on the calling thread.
-# Whole-batch buffers V / gM are (16, C or O, N, T) (T tiles per image); chunk
-# scratch buffers M / dV are (16, O or C, (n1 - n0) * T).  Their last axis (and
-# V / gM's last two) must be contiguous; the (xi, channel) rows may be further
-# apart (a chunk's block of a larger scratch array).
+# V / M / gM / dV are C-contiguous (R, 16, channels) arrays, one row per tile (T
+# tiles per image, images in order): V holds the whole batch (R = N * T) and is
+# indexed from image n0; the chunk arrays M, gM, dV (R = (n1 - n0) * T) from
+# their start.
 
 cdef fnn_conv_geom _wgeom(tuple hw, tuple p, tuple ohw):
     return _geom(hw[0], hw[1], (3, 3), (1, 1), p, ohw[0], ohw[1])
-
-
-cdef inline Py_ssize_t _row_stride(cnp.ndarray a) noexcept:
-    # elements between the (xi, channel) rows of V / M / gM / dV: a chunk's block of
-    # a larger scratch array is not contiguous, so this is the stride, not a shape
-    return cnp.PyArray_STRIDE(a, 1) // cnp.PyArray_ITEMSIZE(a)
 
 
 cdef inline void _wcheck(int rc) except *:
@@ -360,81 +349,85 @@ cdef inline void _wcheck(int rc) except *:
         raise MemoryError("conv2d (Winograd): could not allocate a scratch plane")
 
 
+cdef inline Py_ssize_t _tiles(fnn_conv_geom *g) noexcept:
+    return ((g.oh + 1) // 2) * ((g.ow + 1) // 2)
+
+
 def wino_in(cnp.ndarray x, cnp.ndarray V, Py_ssize_t n0, Py_ssize_t n1, tuple p, tuple ohw):
-    """V[:, :, n0:n1] <- B^T d B of the 4x4 input tiles of images x[n0:n1]."""
-    cdef Py_ssize_t Cn = cnp.PyArray_DIM(x, 1), T = cnp.PyArray_DIM(V, 3)
-    cdef Py_ssize_t ld = _row_stride(V), img = Cn * cnp.PyArray_DIM(x, 2) * cnp.PyArray_DIM(x, 3)
+    """V[n0*T:n1*T] <- B^T d B of the 4x4 input tiles of images x[n0:n1]."""
+    cdef Py_ssize_t Cn = cnp.PyArray_DIM(x, 1)
     cdef fnn_conv_geom g = _wgeom((cnp.PyArray_DIM(x, 2), cnp.PyArray_DIM(x, 3)), p, ohw)
-    cdef int rc
+    cdef Py_ssize_t img = Cn * g.h * g.w, row = _tiles(&g) * 16 * Cn
     cdef bint f64 = _is_f64(x)
+    cdef int rc
     with nogil:
         if f64:
             rc = fnn_wino_in_f64(<const double *>cnp.PyArray_DATA(x) + n0 * img,
-                                 <double *>cnp.PyArray_DATA(V) + n0 * T, n1 - n0, Cn, ld, &g)
+                                 <double *>cnp.PyArray_DATA(V) + n0 * row, n1 - n0, Cn, &g)
         else:
             rc = fnn_wino_in_f32(<const float *>cnp.PyArray_DATA(x) + n0 * img,
-                                 <float *>cnp.PyArray_DATA(V) + n0 * T, n1 - n0, Cn, ld, &g)
+                                 <float *>cnp.PyArray_DATA(V) + n0 * row, n1 - n0, Cn, &g)
     _wcheck(rc)
 
 
 def wino_out(cnp.ndarray M, cnp.ndarray y, object bias, Py_ssize_t n0, Py_ssize_t n1, tuple hw,
              tuple p):
-    """y[n0:n1] <- A^T M A (+ bias) from the chunk's M (16, O, (n1 - n0) * T)."""
-    cdef Py_ssize_t O = cnp.PyArray_DIM(y, 1), ld = _row_stride(M)
-    cdef Py_ssize_t img = O * cnp.PyArray_DIM(y, 2) * cnp.PyArray_DIM(y, 3)
+    """y[n0:n1] <- A^T M A (+ bias) from the chunk's M ((n1 - n0) * T, 16, O)."""
+    cdef Py_ssize_t O = cnp.PyArray_DIM(y, 1)
     cdef fnn_conv_geom g = _wgeom(hw, p, (cnp.PyArray_DIM(y, 2), cnp.PyArray_DIM(y, 3)))
+    cdef Py_ssize_t img = O * g.oh * g.ow
     cdef void *bp = _data(bias)
-    cdef int rc
     cdef bint f64 = _is_f64(y)
+    cdef int rc
     with nogil:
         if f64:
-            rc = fnn_wino_out_f64(<const double *>cnp.PyArray_DATA(M), ld,
+            rc = fnn_wino_out_f64(<const double *>cnp.PyArray_DATA(M),
                                   <double *>cnp.PyArray_DATA(y) + n0 * img, <const double *>bp,
                                   n1 - n0, O, &g)
         else:
-            rc = fnn_wino_out_f32(<const float *>cnp.PyArray_DATA(M), ld,
+            rc = fnn_wino_out_f32(<const float *>cnp.PyArray_DATA(M),
                                   <float *>cnp.PyArray_DATA(y) + n0 * img, <const float *>bp,
                                   n1 - n0, O, &g)
     _wcheck(rc)
 
 
 def wino_gout(cnp.ndarray gy, cnp.ndarray gM, Py_ssize_t n0, Py_ssize_t n1, tuple hw, tuple p):
-    """gM[:, :, n0:n1] <- A g A^T of the 2x2 output-gradient tiles of gy[n0:n1]."""
-    cdef Py_ssize_t O = cnp.PyArray_DIM(gy, 1), T = cnp.PyArray_DIM(gM, 3)
-    cdef Py_ssize_t ld = _row_stride(gM)
-    cdef Py_ssize_t img = O * cnp.PyArray_DIM(gy, 2) * cnp.PyArray_DIM(gy, 3)
+    """The chunk's gM ((n1 - n0) * T, 16, O) <- A g A^T of the 2x2 output-gradient
+    tiles of gy[n0:n1]."""
+    cdef Py_ssize_t O = cnp.PyArray_DIM(gy, 1)
     cdef fnn_conv_geom g = _wgeom(hw, p, (cnp.PyArray_DIM(gy, 2), cnp.PyArray_DIM(gy, 3)))
-    cdef int rc
+    cdef Py_ssize_t img = O * g.oh * g.ow
     cdef bint f64 = _is_f64(gy)
+    cdef int rc
     with nogil:
         if f64:
             rc = fnn_wino_gout_f64(<const double *>cnp.PyArray_DATA(gy) + n0 * img,
-                                   <double *>cnp.PyArray_DATA(gM) + n0 * T, ld, n1 - n0, O, &g)
+                                   <double *>cnp.PyArray_DATA(gM), n1 - n0, O, &g)
         else:
             rc = fnn_wino_gout_f32(<const float *>cnp.PyArray_DATA(gy) + n0 * img,
-                                   <float *>cnp.PyArray_DATA(gM) + n0 * T, ld, n1 - n0, O, &g)
+                                   <float *>cnp.PyArray_DATA(gM), n1 - n0, O, &g)
     _wcheck(rc)
 
 
 def wino_gin(cnp.ndarray dV, cnp.ndarray gx, Py_ssize_t n0, Py_ssize_t n1, tuple p, tuple ohw):
-    """gx[n0:n1] <- sum of B dV B^T over tiles, from the chunk's dV (16, C, (n1 - n0) * T)."""
-    cdef Py_ssize_t Cn = cnp.PyArray_DIM(gx, 1), ld = _row_stride(dV)
-    cdef Py_ssize_t img = Cn * cnp.PyArray_DIM(gx, 2) * cnp.PyArray_DIM(gx, 3)
+    """gx[n0:n1] <- sum of B dV B^T over tiles, from the chunk's dV ((n1 - n0) * T, 16, C)."""
+    cdef Py_ssize_t Cn = cnp.PyArray_DIM(gx, 1)
     cdef fnn_conv_geom g = _wgeom((cnp.PyArray_DIM(gx, 2), cnp.PyArray_DIM(gx, 3)), p, ohw)
-    cdef int rc
+    cdef Py_ssize_t img = Cn * g.h * g.w
     cdef bint f64 = _is_f64(gx)
+    cdef int rc
     with nogil:
         if f64:
-            rc = fnn_wino_gin_f64(<const double *>cnp.PyArray_DATA(dV), ld,
+            rc = fnn_wino_gin_f64(<const double *>cnp.PyArray_DATA(dV),
                                   <double *>cnp.PyArray_DATA(gx) + n0 * img, n1 - n0, Cn, &g)
         else:
-            rc = fnn_wino_gin_f32(<const float *>cnp.PyArray_DATA(dV), ld,
+            rc = fnn_wino_gin_f32(<const float *>cnp.PyArray_DATA(dV),
                                   <float *>cnp.PyArray_DATA(gx) + n0 * img, n1 - n0, Cn, &g)
     _wcheck(rc)
 
 
 def wino_weight(cnp.ndarray w, cnp.ndarray U):
-    """U (16, O, C) <- G w G^T for the (O, C, 3, 3) weight."""
+    """U (16, C, O) <- G w G^T for the (O, C, 3, 3) weight."""
     cdef Py_ssize_t O = cnp.PyArray_DIM(w, 0), Cn = cnp.PyArray_DIM(w, 1)
     cdef bint f64 = _is_f64(w)
     with nogil:
@@ -445,7 +438,7 @@ def wino_weight(cnp.ndarray w, cnp.ndarray U):
 
 
 def wino_wgrad(cnp.ndarray dU, cnp.ndarray gw, bint accumulate):
-    """gw (O, C, 3, 3) <- G^T dU G (+= when accumulate) from dU (16, O, C)."""
+    """gw (O, C, 3, 3) <- G^T dU G (+= when accumulate) from dU (16, C, O)."""
     cdef Py_ssize_t O = cnp.PyArray_DIM(gw, 0), Cn = cnp.PyArray_DIM(gw, 1)
     cdef bint f64 = _is_f64(gw)
     with nogil:

@@ -45,9 +45,9 @@ class Conv2d(Module):
     (out_channels,), so torch state_dicts load directly.  The forward pass is an
     im2col into a reused column buffer, one batched GEMM that writes NCHW, and
     one in-place pass for the bias (plus a following activation, when run
-    inside Sequential); 3x3 stride-1 convs with enough channels and output
-    pixels use Winograd F(2x2, 3x3) instead (2.25x fewer multiplies; the rule,
-    measured, is ``fastnn.ops._use_winograd``).  With several threads (``fastnn.set_num_threads``) each thread
+    inside Sequential); 3x3 stride-1 convs with at least 12 input channels use
+    Winograd F(2x2, 3x3) instead (2.25x fewer multiplies; measured faster there,
+    see ``fastnn.ops.WINOGRAD``).  With several threads (``fastnn.set_num_threads``) each thread
     runs a part of the batch.  Buffers are kept per input shape: a training step
     after the first allocates nothing.
     """
