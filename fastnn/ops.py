@@ -441,6 +441,27 @@ def _conv_geometry(x_shape, w_shape, stride, padding):
 # (every 3x3 stride-1 conv: the tests use it on small shapes) or False (never).
 WINOGRAD = "auto"
 WINOGRAD_MIN_CHANNELS = 12
+
+# Other stride-1 convs (kernel larger than 1x1) compute the forward output, and
+# the input gradient (a stride-1 conv of grad_y with the flipped, transposed
+# weight), directly in C (fnn_conv_direct in src_c/fnn_conv.c) instead of GEMM
+# (+ col2im) where that measured faster: the kernel works on 64-byte vectors of
+# an output row and blocks of 4 output channels, so it needs rows that fill its
+# vectors (_direct_fits) and, for the input gradient, at least 3 input channels.
+# fwd+bwd at one thread, GEMM -> direct, ms: N=64 3->32 32x32 k3 9.3-10.2 ->
+# 8.0; 16->32 16x16 k5 23.0 -> 20.1-20.4; 3->64 64x64 k7 228-241 -> 206-214;
+# 8->16 16x16 k3 2.2-2.3 -> 2.0-2.1; but rows of 24 (N=128 1->8 28x28 k5: 2.7-3.3
+# -> 4.6-5.0, a third of each second vector wasted, and the input gradient has
+# one channel) or of 8 (32->64 8x8 k5: 21 -> 28) lose.  The weight gradient keeps
+# its GEMM on the columns.  False: always GEMM (the tests compare the two).
+DIRECT = True
+
+
+def _direct_fits(width, dtype):
+    """Output rows of ``width`` fill the direct kernel's 64-byte vectors to >= 7/8."""
+    lanes = 64 // np.dtype(dtype).itemsize
+    padded = -(-width // lanes) * lanes
+    return 8 * width >= 7 * padded
 # Work is done a chunk of images at a time, sized so that a chunk's columns (or
 # transformed tiles) stay in L2 between the loop that writes them and the GEMM
 # that reads them.
@@ -478,10 +499,10 @@ class _ConvState:
     array (the (N, K, P) columns, or the (N * T, 16, C) transformed input tiles)
     and, for Winograd, the transformed weight U (16, C, O)."""
 
-    __slots__ = ("wino", "saved", "U")
+    __slots__ = ("wino", "saved", "U", "direct")
 
-    def __init__(self, wino, saved, U=None):
-        self.wino, self.saved, self.U = wino, saved, U
+    def __init__(self, wino, saved, U=None, direct=False):
+        self.wino, self.saved, self.U, self.direct = wino, saved, U, direct
 
 
 def _conv_prepare(x, w, stride, padding, oh, ow, bufs):
@@ -493,7 +514,8 @@ def _conv_prepare(x, w, stride, padding, oh, ow, bufs):
         U = bufs.get("wino_U", (16, c, o), x.dtype)
         _conv.wino_weight(w, U)
         return _ConvState(True, bufs.get("wino_V", (n * t, 16, c), x.dtype), U)
-    return _ConvState(False, bufs.get("cols", (n, c * k[0] * k[1], oh * ow), x.dtype))
+    direct = DIRECT and stride == (1, 1) and k != (1, 1) and _direct_fits(ow, x.dtype)
+    return _ConvState(False, bufs.get("cols", (n, c * k[0] * k[1], oh * ow), x.dtype), None, direct)
 
 
 def _conv_parts(n, o, c, k, oh, ow):
@@ -541,6 +563,9 @@ def _conv_forward_into(x, w, b, stride, padding, oh, ow, bufs, y, act, slope):
         def part(i, lo, hi):
             for a, e in _chunks(lo, hi, per):
                 _conv.im2col(x[a:e], cols[a:e], k, stride, padding, oh, ow, nt)
+                if st.direct:
+                    _conv.conv_direct(x, w, b, y, a, e, padding, act, slope)
+                    continue
                 np.matmul(W2, cols[a:e], out=y3[a:e])
                 if b is not None or act != 0:
                     _conv.bias_act_nchw(y[a:e], b, act, slope, nt)
@@ -625,13 +650,23 @@ def _conv_backward_into(grad_y, y, x_shape, w, stride, padding, st, bufs, gw, gw
         # faster in OpenBLAS than gt[n] @ cols[n].T (O, K) for these shapes; summed into a
         # contiguous buffer (6x faster than summing into the transposed view)
         gw_parts = bufs.get("gw_parts", (n, kk, o), dt)
+        # the input gradient is the stride-1 conv of gt with the flipped, transposed
+        # weight and padding k - 1 - p (direct, when that padding is not negative)
+        flip = (need_gx and DIRECT and stride == (1, 1) and k != (1, 1) and c >= 3
+                and padding[0] < k[0] and padding[1] < k[1] and _direct_fits(x_shape[3], dt))
+        if flip:
+            wf = bufs.get("w_flip", (c, o) + k, dt)
+            np.copyto(wf, w.transpose(1, 0, 2, 3)[:, :, ::-1, ::-1])
+            fpad = (k[0] - 1 - padding[0], k[1] - 1 - padding[1])
         gcs = [bufs.get(f"gcols{i}", (_chunk_len(longest, kk * p), kk, p), dt)
-               for i in range(nparts)] if need_gx else None
+               for i in range(nparts)] if need_gx and not flip else None
 
         def part(i, lo, hi):
             dact(i, lo, hi)
             np.matmul(cols[lo:hi], g3[lo:hi].transpose(0, 2, 1), out=gw_parts[lo:hi])
-            if need_gx:
+            if flip:
+                _conv.conv_direct(gt, wf, None, gx, lo, hi, fpad, 0, 0.0)
+            elif need_gx:
                 for a, e in _chunks(lo, hi, kk * p):
                     gc = gcs[i][:e - a]
                     np.matmul(W2.T, g3[a:e], out=gc)

@@ -121,6 +121,13 @@ void fnn_im2col_f32(const float *x, float *cols, ptrdiff_t ld, const fnn_conv_ge
 void fnn_im2col_f64(const double *x, double *cols, ptrdiff_t ld, const fnn_conv_geom *g);
 void fnn_col2im_f32(const float *cols, float *gx, ptrdiff_t ld, const fnn_conv_geom *g);
 void fnn_col2im_f64(const double *cols, double *gx, ptrdiff_t ld, const fnn_conv_geom *g);
+/* Direct stride-1 convolution with bias and activation (g: kernel, padding and
+ * output size; stride fields unused); -1 when its scratch cannot be allocated. */
+int fnn_conv_direct_f32(const float *x, const float *w, const float *b, float *y, ptrdiff_t nimg,
+                        ptrdiff_t C, ptrdiff_t O, const fnn_conv_geom *g, int act, float slope);
+int fnn_conv_direct_f64(const double *x, const double *w, const double *b, double *y,
+                        ptrdiff_t nimg, ptrdiff_t C, ptrdiff_t O, const fnn_conv_geom *g, int act,
+                        double slope);
 void fnn_conv_bias_act_f32(float *y, const float *b, ptrdiff_t n0, ptrdiff_t n1, ptrdiff_t O,
                            ptrdiff_t P, int act, float slope);
 void fnn_conv_bias_act_f64(double *y, const double *b, ptrdiff_t n0, ptrdiff_t n1, ptrdiff_t O,

@@ -426,3 +426,84 @@ def test_read_only_and_non_contiguous_input_are_not_written(rng, assert_close):
     xt = np.asfortranarray(x)
     assert_close(conv.forward(xt), ref)
     assert_close(ops.max_pool2d(x[:, :, ::2, ::2], 2), ref_max_pool(x[:, :, ::2, ::2], (2, 2), (2, 2), (0, 0)))
+
+
+# -- the direct stride-1 kernel (ops.DIRECT) ---------------------------------------------------
+DIRECT_GEOMS = [
+    # (N, C, H, W, O, kernel, padding): widths that fill the float32 (16) / float64 (8) lanes
+    (2, 3, 9, 32, 5, (3, 3), (1, 1)),
+    (3, 1, 20, 16, 6, (5, 5), (2, 2)),
+    (2, 4, 7, 18, 9, (3, 3), (0, 0)),     # OW = 16
+    (1, 2, 6, 17, 3, (2, 2), (0, 0)),     # OW = 16, even kernel
+    (2, 3, 5, 30, 4, (3, 5), (2, 1)),     # OW = 28 (f64) / 28 (f32: 7/8 of 32)
+    (2, 5, 4, 12, 2, (3, 3), (3, 3)),     # OW = 16; padding > k - 1: input gradient by GEMM
+]
+
+
+@pytest.mark.parametrize("geom", DIRECT_GEOMS, ids=[f"{g[:5]}k{g[5]}p{g[6]}" for g in DIRECT_GEOMS])
+@pytest.mark.parametrize("activation", [None, "relu", "tanh"])
+def test_direct_conv_matches_gemm_and_numpy(geom, activation, dtype, n_threads, rng, assert_close,
+                                            monkeypatch):
+    """The direct forward and input gradient give the GEMM path's and NumPy's numbers."""
+    n, c, h, w, o, k, p = geom
+    x = rng.standard_normal((n, c, h, w)).astype(dtype)
+    wt = rng.standard_normal((o, c) + k).astype(dtype)
+    b = rng.standard_normal(o).astype(dtype)
+    z = ref_conv(x, wt, b, (1, 1), p)
+    ref = {None: z, "relu": np.maximum(z, 0), "tanh": np.tanh(z)}[activation]
+    gy = rng.standard_normal(ref.shape).astype(dtype)
+    gz = {None: gy, "relu": gy * (z > 0), "tanh": gy * (1 - np.tanh(z) ** 2)}[activation]
+    rgx, rgw, rgb = ref_conv_backward(gz, x, wt, (1, 1), p)
+    seen = []
+    real = ops._conv_prepare
+
+    def spy(*args):
+        st = real(*args)
+        seen.append(st.direct)
+        return st
+
+    monkeypatch.setattr(ops, "_conv_prepare", spy)
+    for direct in (True, False):
+        monkeypatch.setattr(ops, "DIRECT", direct)
+        y = ops.conv2d(x, wt, b, 1, p, activation=activation)
+        assert_close(y, ref, scale=10)
+        gx, gw, gb = ops.conv2d_backward(gy, x, wt, y, 1, p, activation=activation)
+        assert_close(gx, rgx, scale=10)
+        assert_close(gw, rgw, scale=30)
+        assert_close(gb, rgb, scale=30)
+    assert seen == [True, True, False, False]
+
+
+def test_direct_path_only_where_rows_fill_its_vectors():
+    """Direct for stride 1, kernels above 1x1 and rows filling >= 7/8 of the vectors."""
+    assert ops._direct_fits(32, np.float32) and ops._direct_fits(16, np.float32)
+    assert ops._direct_fits(28, np.float32) and not ops._direct_fits(24, np.float32)
+    assert ops._direct_fits(24, np.float64) and not ops._direct_fits(12, np.float64)
+    for width, k, s, expected in [(18, 3, 1, True), (18, 1, 1, False), (18, 3, 2, False),
+                                  (14, 3, 1, False)]:   # OW = 16, 18, 8, 12
+        x = np.zeros((1, 2, 18, width), np.float32)
+        st = ops._conv_prepare(x, np.zeros((4, 2, k, k), np.float32), (s, s), (0, 0),
+                               *ops._conv_geometry(x.shape, (4, 2, k, k), (s, s), (0, 0))[1:],
+                               ops._Scratch())
+        assert st.direct is expected, (width, k, s)
+
+
+def test_direct_kernel_reads_only_its_images(rng):
+    """conv_direct on images [1, 3) of 4: other outputs untouched, other inputs unread."""
+    x = rng.standard_normal((4, 2, 6, 16)).astype(np.float32)
+    w = rng.standard_normal((5, 2, 3, 3)).astype(np.float32)
+    ref = ref_conv(x, w, None, (1, 1), (1, 1))
+    x[0] = x[3] = np.nan
+    y = np.full(ref.shape, np.nan, np.float32)
+    _conv.conv_direct(x, w, None, y, 1, 3, (1, 1), 0, 0.0)
+    np.testing.assert_allclose(y[1:3], ref[1:3], rtol=1e-5, atol=1e-5)
+    assert np.isnan(y[[0, 3]]).all()
+
+
+def test_direct_conv_layer_finite_differences(rng):
+    """float64 finite differences through the direct forward and input gradient."""
+    layer = nn.Conv2d(3, 4, 3, padding=1, dtype=np.float64, seed=2)
+    x = rng.standard_normal((2, 3, 4, 16))
+    layer.forward(x)
+    assert layer._saved[2].direct
+    _layer_fd(layer, x, rng)

@@ -36,6 +36,11 @@ cdef extern from "fastnn.h" nogil:
     void fnn_im2col_f64(const double *x, double *cols, Py_ssize_t ld, const fnn_conv_geom *g)
     void fnn_col2im_f32(const float *cols, float *gx, Py_ssize_t ld, const fnn_conv_geom *g)
     void fnn_col2im_f64(const double *cols, double *gx, Py_ssize_t ld, const fnn_conv_geom *g)
+    int fnn_conv_direct_f32(const float *x, const float *w, const float *b, float *y, Py_ssize_t nimg,
+                            Py_ssize_t C, Py_ssize_t O, const fnn_conv_geom *g, int act, float slope)
+    int fnn_conv_direct_f64(const double *x, const double *w, const double *b, double *y,
+                            Py_ssize_t nimg, Py_ssize_t C, Py_ssize_t O, const fnn_conv_geom *g,
+                            int act, double slope)
     void fnn_conv_bias_act_f32(float *y, const float *b, Py_ssize_t n0, Py_ssize_t n1, Py_ssize_t O,
                                Py_ssize_t P, int act, float slope)
     void fnn_conv_bias_act_f64(double *y, const double *b, Py_ssize_t n0, Py_ssize_t n1, Py_ssize_t O,
@@ -153,6 +158,37 @@ def col2im(cnp.ndarray cols, cnp.ndarray gx, tuple k, tuple s, tuple p, Py_ssize
             else:
                 fnn_col2im_f32(<const float *>(cp + (c * rows * ld + n * nstep) * isz),
                                <float *>(gp + (t * H * W) * isz), ld, &g)
+
+
+def conv_direct(cnp.ndarray x, cnp.ndarray w, object bias, cnp.ndarray y, Py_ssize_t n0,
+                Py_ssize_t n1, tuple p, int act, double slope):
+    """y[n0:n1] = act(conv(x[n0:n1], w) + bias), stride 1, computed directly (no columns).
+
+    x: C-contiguous (N, C, H, W); w: C-contiguous (O, C, kh, kw); y: (N, O, OH, OW).
+    """
+    cdef Py_ssize_t Cn = cnp.PyArray_DIM(x, 1), O = cnp.PyArray_DIM(w, 0)
+    cdef fnn_conv_geom g = _geom(cnp.PyArray_DIM(x, 2), cnp.PyArray_DIM(x, 3),
+                                 (cnp.PyArray_DIM(w, 2), cnp.PyArray_DIM(w, 3)), (1, 1), p,
+                                 cnp.PyArray_DIM(y, 2), cnp.PyArray_DIM(y, 3))
+    cdef Py_ssize_t xi = Cn * g.h * g.w, yi = O * g.oh * g.ow
+    cdef void *bp = _data(bias)
+    cdef bint f64 = _is_f64(x)
+    cdef int rc
+    if n1 <= n0 or yi == 0:
+        return
+    with nogil:
+        if f64:
+            rc = fnn_conv_direct_f64(<const double *>cnp.PyArray_DATA(x) + n0 * xi,
+                                     <const double *>cnp.PyArray_DATA(w), <const double *>bp,
+                                     <double *>cnp.PyArray_DATA(y) + n0 * yi, n1 - n0, Cn, O, &g,
+                                     act, slope)
+        else:
+            rc = fnn_conv_direct_f32(<const float *>cnp.PyArray_DATA(x) + n0 * xi,
+                                     <const float *>cnp.PyArray_DATA(w), <const float *>bp,
+                                     <float *>cnp.PyArray_DATA(y) + n0 * yi, n1 - n0, Cn, O, &g,
+                                     act, <float>slope)
+    if rc != 0:
+        raise MemoryError("conv2d (direct): could not allocate a scratch plane")
 
 
 def bias_act_nchw(cnp.ndarray y, object bias, int act, double slope, int n_threads):
