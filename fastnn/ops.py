@@ -452,8 +452,10 @@ WINOGRAD_MIN_CHANNELS = 12
 # 8.0; 16->32 16x16 k5 23.0 -> 20.1-20.4; 3->64 64x64 k7 228-241 -> 206-214;
 # 8->16 16x16 k3 2.2-2.3 -> 2.0-2.1; but rows of 24 (N=128 1->8 28x28 k5: 2.7-3.3
 # -> 4.6-5.0, a third of each second vector wasted, and the input gradient has
-# one channel) or of 8 (32->64 8x8 k5: 21 -> 28) lose.  The weight gradient keeps
-# its GEMM on the columns.  False: always GEMM (the tests compare the two).
+# one channel) or of 8 (32->64 8x8 k5: 21 -> 28) lose, and a 32-byte-vector
+# variant for such rows lost too (1->8 28x28 k5 forward 1.00 against 0.85 ms,
+# LeNet's 6->16 12x12 k5 1.21 against 0.98).  The weight gradient keeps its GEMM
+# on the columns.  False: always GEMM (the tests compare the two).
 DIRECT = True
 
 
@@ -462,6 +464,8 @@ def _direct_fits(width, dtype):
     lanes = 64 // np.dtype(dtype).itemsize
     padded = -(-width // lanes) * lanes
     return 8 * width >= 7 * padded
+
+
 # Work is done a chunk of images at a time, sized so that a chunk's columns (or
 # transformed tiles) stay in L2 between the loop that writes them and the GEMM
 # that reads them.
