@@ -448,8 +448,8 @@ WINOGRAD_MIN_CHANNELS = 12
 # (+ col2im) where that measured faster: the kernel works on 64-byte vectors of
 # an output row and blocks of 4 output channels, so it needs rows that fill its
 # vectors (_direct_fits) and, for the input gradient, at least 3 input channels.
-# fwd+bwd at one thread, GEMM -> direct, ms: N=64 3->32 32x32 k3 9.3-10.2 ->
-# 8.0; 16->32 16x16 k5 23.0 -> 20.1-20.4; 3->64 64x64 k7 228-241 -> 206-214;
+# fwd+bwd at one thread, GEMM -> direct, ms: N=64 3->32 32x32 k3 7.8 -> 6.2
+# (with FMA contraction; 7.0 without); 16->32 16x16 k5 23.0 -> 20.1-20.4; 3->64 64x64 k7 228-241 -> 206-214;
 # 8->16 16x16 k3 2.2-2.3 -> 2.0-2.1; but rows of 24 (N=128 1->8 28x28 k5: 2.7-3.3
 # -> 4.6-5.0, a third of each second vector wasted, and the input gradient has
 # one channel) or of 8 (32->64 8x8 k5: 21 -> 28) lose, and a 32-byte-vector
