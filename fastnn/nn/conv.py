@@ -46,8 +46,9 @@ class Conv2d(Module):
     im2col into a reused column buffer, one batched GEMM that writes NCHW, and
     one in-place pass for the bias (plus a following activation, when run
     inside Sequential); 3x3 stride-1 convs with at least 12 input channels use
-    Winograd F(2x2, 3x3) instead (2.25x fewer multiplies; measured faster there,
-    see ``fastnn.ops.WINOGRAD``).  With several threads (``fastnn.set_num_threads``) each thread
+    Winograd F(2x2, 3x3) instead (2.25x fewer multiplies), and other stride-1
+    convs with suitable row widths a direct kernel (measured faster there; see
+    ``fastnn.ops.WINOGRAD`` and ``fastnn.ops.DIRECT``).  With several threads (``fastnn.set_num_threads``) each thread
     runs a part of the batch.  Buffers are kept per input shape: a training step
     after the first allocates nothing.
     """
