@@ -106,11 +106,11 @@ def matmul(a, b, out):
     """``np.matmul(a, b, out=out)`` for 2-D operands; inside BlasSingleThread, with
     several fastnn threads and at least SPLIT_GEMM_MACS multiply-adds, as row
     blocks of ``a`` (and ``out``) on fastnn's threads."""
-    m = a.shape[0]
-    if _pool["single"] and m >= 2 and m * a.shape[1] * b.shape[1] >= SPLIT_GEMM_MACS:
-        t = _config.get_num_threads()
-        if t > 1 and not _config._state["forked"]:
-            run(lambda k, lo, hi: np.matmul(a[lo:hi], b, out=out[lo:hi]), split(m, t))
+    if _pool["single"]:
+        m = a.shape[0]
+        ranges = parts(m, m * a.shape[1] * b.shape[1], SPLIT_GEMM_MACS)
+        if len(ranges) > 1:
+            run(lambda k, lo, hi: np.matmul(a[lo:hi], b, out=out[lo:hi]), ranges)
             return out
     return np.matmul(a, b, out=out)
 

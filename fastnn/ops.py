@@ -447,10 +447,10 @@ WINOGRAD_MIN_CHANNELS = 12
 # weight), directly in C (fnn_conv_direct in src_c/fnn_conv.c) instead of GEMM
 # (+ col2im) where that measured faster: the kernel works on 64-byte vectors of
 # an output row and blocks of 4 output channels, so it needs rows that fill its
-# vectors (_direct_fits) and, for the input gradient, at least 3 input channels.
+# vectors (_use_direct) and, for the input gradient, at least 3 input channels.
 # fwd+bwd at one thread, GEMM -> direct, ms: N=64 3->32 32x32 k3 7.8 -> 6.2
-# (with FMA contraction; 7.0 without); 16->32 16x16 k5 23.0 -> 20.1-20.4; 3->64 64x64 k7 228-241 -> 206-214;
-# 8->16 16x16 k3 2.2-2.3 -> 2.0-2.1; but rows of 24 (N=128 1->8 28x28 k5: 2.7-3.3
+# (with FMA contraction; 7.0 without); 16->32 16x16 k5 23.0 -> 20.1-20.4;
+# 3->64 64x64 k7 228-241 -> 206-214; 8->16 16x16 k3 2.2-2.3 -> 2.0-2.1; but rows of 24 (N=128 1->8 28x28 k5: 2.7-3.3
 # -> 4.6-5.0, a third of each second vector wasted, and the input gradient has
 # one channel) or of 8 (32->64 8x8 k5: 21 -> 28) lose, and a 32-byte-vector
 # variant for such rows lost too (1->8 28x28 k5 forward 1.00 against 0.85 ms,
@@ -464,6 +464,11 @@ def _direct_fits(width, dtype):
     lanes = 64 // np.dtype(dtype).itemsize
     padded = -(-width // lanes) * lanes
     return 8 * width >= 7 * padded
+
+
+def _use_direct(k, stride, width, dtype):
+    """The direct kernel for a conv (or an input gradient) whose output rows are ``width`` long."""
+    return DIRECT and stride == (1, 1) and k != (1, 1) and _direct_fits(width, dtype)
 
 
 # Work is done a chunk of images at a time, sized so that a chunk's columns (or
@@ -518,8 +523,8 @@ def _conv_prepare(x, w, stride, padding, oh, ow, bufs):
         U = bufs.get("wino_U", (16, c, o), x.dtype)
         _conv.wino_weight(w, U)
         return _ConvState(True, bufs.get("wino_V", (n * t, 16, c), x.dtype), U)
-    direct = DIRECT and stride == (1, 1) and k != (1, 1) and _direct_fits(ow, x.dtype)
-    return _ConvState(False, bufs.get("cols", (n, c * k[0] * k[1], oh * ow), x.dtype), None, direct)
+    return _ConvState(False, bufs.get("cols", (n, c * k[0] * k[1], oh * ow), x.dtype), None,
+                      _use_direct(k, stride, ow, x.dtype))
 
 
 def _conv_parts(n, o, c, k, oh, ow):
@@ -544,7 +549,7 @@ def _conv_forward_into(x, w, b, stride, padding, oh, ow, bufs, y, act, slope):
     longest = max(hi - lo for lo, hi in ranges)
     if st.wino:
         V, U = st.saved, st.U
-        t = V.shape[0] // max(n, 1)
+        t = V.shape[0] // n
         Vt = V.transpose(1, 0, 2)
         per = 16 * max(c, o) * t
         Ms = [bufs.get(f"wino_M{i}", (_chunk_len(longest, per) * t, 16, o), x.dtype)
@@ -583,11 +588,12 @@ def _conv_backward_into(grad_y, y, x_shape, w, stride, padding, st, bufs, gw, gw
 
     Writes the weight gradient into gw (O, C, kh, kw), or adds it when gw_acc;
     likewise the bias gradient into gb (may be None).  Returns the input gradient
-    (N, C, H, W): gx when given, else a buffer of bufs; None when not need_gx.  Per part of the
-    batch (see fastnn._parallel): the activation derivative fused with the bias
-    sums, then per chunk the column-gradient GEMM + col2im (Winograd: the
-    output-gradient transform, the 16 GEMMs and the inverse input transform), and
-    the part's weight gradient; the parts' weight and bias gradients are summed.
+    (N, C, H, W): gx when given, else a buffer of bufs; None when not need_gx.
+    Per part of the batch (see fastnn._parallel): the activation derivative
+    fused with the bias sums, then per chunk the column-gradient GEMM + col2im
+    (direct: one conv of gt with the flipped weight; Winograd: the output-gradient
+    transform, the 16 GEMMs and the inverse input transform), and the part's
+    weight gradient; the parts' weight and bias gradients are summed.
     """
     n, o, oh, ow = grad_y.shape
     c = x_shape[1]
@@ -656,8 +662,8 @@ def _conv_backward_into(grad_y, y, x_shape, w, stride, padding, st, bufs, gw, gw
         gw_parts = bufs.get("gw_parts", (n, kk, o), dt)
         # the input gradient is the stride-1 conv of gt with the flipped, transposed
         # weight and padding k - 1 - p (direct, when that padding is not negative)
-        flip = (need_gx and DIRECT and stride == (1, 1) and k != (1, 1) and c >= 3
-                and padding[0] < k[0] and padding[1] < k[1] and _direct_fits(x_shape[3], dt))
+        flip = (need_gx and c >= 3 and padding[0] < k[0] and padding[1] < k[1]
+                and _use_direct(k, stride, x_shape[3], dt))
         if flip:
             wf = bufs.get("w_flip", (c, o) + k, dt)
             np.copyto(wf, w.transpose(1, 0, 2, 3)[:, :, ::-1, ::-1])
@@ -685,9 +691,8 @@ def _conv_backward_into(grad_y, y, x_shape, w, stride, padding, st, bufs, gw, gw
             np.copyto(gw2d, gw_sum.T)
     if gb is not None:
         if gb_acc:
-            gb += gbs.sum(axis=0)
-        elif nparts == 1:
-            np.copyto(gb, gbs[0])
+            for part_sum in gbs:   # in place: no temporary in the training step
+                gb += part_sum
         else:
             np.add.reduce(gbs, axis=0, out=gb)
     return gx
