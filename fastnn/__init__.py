@@ -18,14 +18,9 @@ from fastnn._version import __version__
 # wait policy alone rather than change theirs (measured: torch's MLP epoch ran
 # 10% slower with PASSIVE), and fastnn's kernels only go parallel for
 # multi-million-element work anyway.
-def _has_private_openmp():
-    import glob
+from fastnn._engine import config as _engine_config  # noqa: E402  (imports no kernel)
 
-    site = _os.path.dirname(_os.path.dirname(_os.path.abspath(__file__)))
-    return bool(glob.glob(_os.path.join(site, "fastnn_cpu.libs", "libgomp*")))
-
-
-_openmp_private = _has_private_openmp()
+_openmp_private = _engine_config.openmp_private()
 _wait_policy_was = _os.environ.get("OMP_WAIT_POLICY")
 _set_wait_policy = _openmp_private and _wait_policy_was is None
 if _set_wait_policy:
@@ -36,7 +31,7 @@ finally:
     if _set_wait_policy:
         _os.environ.pop("OMP_WAIT_POLICY", None)
 
-from fastnn._config import get_num_threads, set_num_threads, threads  # noqa: E402
+from fastnn._engine.config import get_num_threads, set_num_threads, threads  # noqa: E402
 from fastnn import ops, nn, losses, optim, data, train, regularizers, analysis  # noqa: E402
 
 

@@ -66,6 +66,102 @@ def same_dtype(*pairs):
             )
 
 
+def flag(value, name):
+    """A bool hyperparameter (True/False or a NumPy bool); anything else raises TypeError."""
+    if not isinstance(value, (bool, np.bool_)):
+        raise TypeError(f"{name} must be True or False. Received: {name}={value!r}")
+    return bool(value)
+
+
+def int_pair(value, name, minimum):
+    """An int or a pair of ints (height, width), each >= minimum, as a tuple of two ints."""
+    if isinstance(value, (tuple, list)):
+        if len(value) != 2:
+            raise ValueError(f"{name} must be an int or a pair (h, w). Received: {value!r}")
+        pair = tuple(value)
+    else:
+        pair = (value, value)
+    for v in pair:
+        if isinstance(v, bool) or not isinstance(v, (int, np.integer)):
+            raise TypeError(f"{name} must be an int or a pair of ints. Received: {value!r}")
+        if v < minimum:
+            raise ValueError(f"{name} must be >= {minimum}. Received: {name}={value!r}")
+    return (int(pair[0]), int(pair[1]))
+
+
+def image(x, name, dtype=None, channels=None):
+    """A C-contiguous float (N, C, H, W) array (see :func:`as_float` for the dtype rule)."""
+    x = as_float(x, name, dtype=dtype)
+    if x.ndim != 4:
+        raise ValueError(f"{name} must be 4-D (N, C, H, W). Received shape {x.shape}")
+    if channels is not None and x.shape[1] != channels:
+        raise ValueError(f"{name} must have {channels} channels (dimension 1). Received shape {x.shape}")
+    return x
+
+
+def window_output(hw, kernel, stride, padding, who):
+    """Output (height, width) of a sliding window; raises when the window does not fit."""
+    out = []
+    for size, k, s, p, axis in zip(hw, kernel, stride, padding, ("height", "width")):
+        if size + 2 * p < k:
+            raise ValueError(
+                f"{who}: kernel {axis} {k} is larger than the padded input {axis} {size} + 2*{p}"
+            )
+        out.append((size + 2 * p - k) // s + 1)
+    return tuple(out)
+
+
+def conv_geometry(x_shape, w_shape, stride, padding):
+    """((kh, kw), OH, OW) of a conv of an (N, C, H, W) input with an (O, C, kh, kw) weight."""
+    kh, kw = w_shape[2], w_shape[3]
+    oh, ow = window_output(x_shape[2:], (kh, kw), stride, padding, "conv2d")
+    return (kh, kw), oh, ow
+
+
+def pool_args(kernel_size, stride, padding):
+    """Validated (kernel, stride, padding) pairs of a pooling window (stride None: the kernel)."""
+    k = int_pair(kernel_size, "kernel_size", 1)
+    s = k if stride is None else int_pair(stride, "stride", 1)
+    p = int_pair(padding, "padding", 0)
+    if p[0] > k[0] // 2 or p[1] > k[1] // 2:
+        raise ValueError(f"padding must be at most half the kernel size. Received padding={p} "
+                         f"for kernel_size={k}")
+    return k, s, p
+
+
+def pool_output_shape(x_shape, k, s, p, who):
+    """(N, C, OH, OW) of a pooling window over an (N, C, H, W) input."""
+    oh, ow = window_output(x_shape[2:], k, s, p, who)
+    return (x_shape[0], x_shape[1], oh, ow)
+
+
+def layer_input(x, dtype, who):
+    """A layer's input: an ndarray of the layer's dtype (float32 or float64 when ``dtype`` is
+    None).  Shapes are the layer's to check.  Returns it C-contiguous."""
+    if not isinstance(x, np.ndarray):
+        raise TypeError(f"{who} expects a numpy array. Received: {type(x).__name__}")
+    if dtype is None:
+        if x.dtype not in FLOAT_DTYPES:
+            raise TypeError(f"{who} expects float32 or float64 input. Received: {x.dtype}")
+    elif x.dtype != dtype:
+        raise TypeError(
+            f"{who} expects {dtype} input (the layer's dtype); received {x.dtype}. "
+            f"Convert with x.astype(np.{dtype}) or build the layer with dtype=np.{x.dtype}"
+        )
+    return x if x.flags.c_contiguous else np.ascontiguousarray(x)
+
+
+def grad_output(grad_y, shape, dtype, name="grad_y"):
+    """The gradient passed to a layer's backward: an ndarray of the forward output's
+    shape and dtype.  Returns it C-contiguous."""
+    if not isinstance(grad_y, np.ndarray) or grad_y.shape != tuple(shape):
+        raise ValueError(f"{name} must have the output's shape {tuple(shape)}. "
+                         f"Received: {getattr(grad_y, 'shape', type(grad_y).__name__)}")
+    if grad_y.dtype != dtype:
+        raise TypeError(f"{name} must have dtype {dtype}. Received: {grad_y.dtype}")
+    return grad_y if grad_y.flags.c_contiguous else np.ascontiguousarray(grad_y)
+
+
 def positive_int(value, name):
     if isinstance(value, bool) or not isinstance(value, numbers.Integral):
         raise TypeError(f"{name} must be a positive integer. Received: {value!r}")
@@ -109,3 +205,19 @@ def labels_1d(y, name="target"):
             raise ValueError(f"{name} labels must be integers. Received a fractional label: {bad}")
         return y.astype(np.intp)
     raise TypeError(f"{name} labels must be integers. Received dtype: {y.dtype}")
+
+
+def ce_target(logits, target):
+    """Cross-entropy targets for ``logits``: ('labels', intp array) or ('probs', float array)."""
+    t = np.asarray(target)
+    if t.ndim == 2:
+        t = as_float(t, "target")
+        if t.dtype != logits.dtype:
+            raise TypeError(f"probability targets must have the logits dtype {logits.dtype}. Received: {t.dtype}")
+        if t.shape != logits.shape:
+            raise ValueError(f"probability targets must have shape {logits.shape}. Received: {t.shape}")
+        return "probs", t
+    labels = labels_1d(t)
+    if labels.shape[0] != logits.shape[0]:
+        raise ValueError(f"target has {labels.shape[0]} labels for {logits.shape[0]} rows of logits")
+    return "labels", labels

@@ -9,19 +9,19 @@ import math
 
 import numpy as np
 
+from fastnn._engine import codes
 from fastnn import _checks as C
-from fastnn import ops
-from fastnn._config import n_threads_for
+from fastnn._engine import loss as eloss
+from fastnn._engine.config import n_threads_for
 from fastnn._kernels import _loss
-from fastnn.nn.layers import _Buffers
-from fastnn.nn.module import owned_copy
+from fastnn._engine.buffers import Buffers, owned_copy
 
 
 class Loss:
     """Base class: subclasses implement ``_forward(pred, target) -> float``."""
 
     def __init__(self):
-        self._bufs = _Buffers()
+        self._bufs = Buffers()
         self._grad = None
 
     def __call__(self, pred, target):
@@ -113,10 +113,10 @@ class CrossEntropyLoss(Loss):
         pred = C.as_float(pred, "logits", ndim=2)
         if pred.shape[0] == 0:
             raise ValueError(f"logits must hold at least one sample. Received shape {pred.shape}")
-        kind, t = ops._ce_target(pred, target)
+        kind, t = C.ce_target(pred, target)
         grad = self._bufs.get("grad", pred.shape, pred.dtype)
         if self._weight is None:
-            loss, correct = ops._ce_run(pred, kind, t, grad, n_threads_for(pred.size))
+            loss, correct = eloss.softmax_cross_entropy(pred, kind, t, grad, n_threads_for(pred.size))
         else:
             loss, correct = self._weighted_run(pred, kind, t, grad)
         self._grad = grad
@@ -151,7 +151,7 @@ class _Elementwise(Loss):
     and gradient from one fused kernel pass.  A 1-D target for a (n, 1) prediction
     is treated as a column."""
 
-    _kind = None       # key of _loss.ELEM_LOSSES
+    _kind = None       # key of fastnn._engine.codes.ELEM_LOSSES
     _binary = False    # targets are labels in {-1, +1} (or {0, 1}, mapped to -1/+1)
     _param = 0.0
     _grad_factor = 1.0   # the kernel's gradient is _grad_factor * scale * (its per-element slope)
@@ -195,7 +195,7 @@ class _Elementwise(Loss):
         return total * scale
 
     def _run(self, pred, target, grad, scale):
-        return _loss.elem_loss(_loss.ELEM_LOSSES[self._kind], pred.reshape(-1), target.reshape(-1),
+        return _loss.elem_loss(codes.ELEM_LOSSES[self._kind], pred.reshape(-1), target.reshape(-1),
                                grad.reshape(-1), self._grad_factor * scale, self._param,
                                n_threads_for(pred.size))
 

@@ -13,16 +13,20 @@ import math
 import numpy as np
 
 from fastnn import _checks as C
-from fastnn import _parallel
-from fastnn._config import n_threads_for
+from fastnn._engine import codes
+from fastnn._engine import conv as econv
+from fastnn._engine import dense
+from fastnn._engine import loss as eloss
+from fastnn._engine.buffers import Scratch
+from fastnn._engine.config import n_threads_for
 from fastnn._kernels import _conv, _data, _dense, _loss, _optim
 
-ACTIVATIONS = ("identity", "relu", "leaky_relu", "sigmoid", "tanh")
+ACTIVATIONS = tuple(codes.ACTIVATIONS)
 
 
 def _act_code(activation, negative_slope):
     try:
-        code = _dense.ACTIVATIONS[activation]
+        code = codes.ACTIVATIONS["identity" if activation is None else activation]
     except (KeyError, TypeError):
         raise ValueError(
             f"activation must be one of {(None,) + ACTIVATIONS}. Received: {activation!r}"
@@ -65,10 +69,7 @@ def linear(x, weight, bias=None, activation=None, negative_slope=0.01, out=None)
             raise ValueError(f"bias must have shape ({weight.shape[0]},). Received: {bias.shape}")
     shape = (x.shape[0], weight.shape[0])
     out = np.empty(shape, x.dtype) if out is None else C.check_out(out, shape, x.dtype)
-    np.matmul(x, weight.T, out=out)
-    if bias is not None or code != 0:
-        _dense.bias_act_forward(out, bias, code, slope, n_threads_for(out.size))
-    return out
+    return dense.linear_forward(x, weight, bias, out, code, slope)
 
 
 def linear_backward(grad_y, x, weight, y, activation=None, negative_slope=0.01):
@@ -104,16 +105,11 @@ def linear_backward(grad_y, x, weight, y, activation=None, negative_slope=0.01):
             f"inconsistent shapes: grad_y {grad_y.shape}, x {x.shape}, weight {weight.shape} "
             "(expected grad_y (N, out), x (N, in), weight (out, in))"
         )
+    grad_x = np.empty(x.shape, grad_y.dtype)
+    grad_weight = np.empty(weight.shape, grad_y.dtype)
     grad_bias = np.empty(out_f, grad_y.dtype)
-    nt = n_threads_for(grad_y.size)
-    if code == 0:
-        grad_z = grad_y
-        _dense.act_backward_bias(grad_z, None, None, grad_bias, False, 0, 0.0, nt)
-    else:
-        grad_z = np.empty_like(grad_y)
-        _dense.act_backward_bias(grad_y, y, grad_z, grad_bias, False, code, slope, nt)
-    grad_x = grad_z @ weight
-    grad_weight = grad_z.T @ x
+    dense.linear_backward(grad_y, x, weight, y, code, slope, grad_weight, False, grad_bias, False,
+                          grad_x, Scratch())
     return grad_x, grad_weight, grad_bias
 
 
@@ -139,38 +135,6 @@ def activation_backward(grad_y, y, activation, negative_slope=0.01, out=None):
     return out
 
 
-def _ce_target(logits, target):
-    """('labels', intp array) or ('probs', float array) after validation."""
-    t = np.asarray(target)
-    if t.ndim == 2:
-        t = C.as_float(t, "target")
-        if t.dtype != logits.dtype:
-            raise TypeError(f"probability targets must have the logits dtype {logits.dtype}. Received: {t.dtype}")
-        if t.shape != logits.shape:
-            raise ValueError(f"probability targets must have shape {logits.shape}. Received: {t.shape}")
-        return "probs", t
-    labels = C.labels_1d(t)
-    if labels.shape[0] != logits.shape[0]:
-        raise ValueError(f"target has {labels.shape[0]} labels for {logits.shape[0]} rows of logits")
-    return "labels", labels
-
-
-def _ce_run(logits, kind, t, grad, n_threads):
-    """Run the fused kernel; returns (mean loss, correct count)."""
-    n, c = logits.shape
-    scale = 1.0 / n
-    if kind == "labels":
-        total, correct, bad = _loss.softmax_ce_labels(logits, t, grad, scale, n_threads)
-        if bad:
-            lo, hi = int(t.min()), int(t.max())
-            raise ValueError(
-                f"target labels must be in [0, {c}) for {c} classes. Received labels in [{lo}, {hi}]"
-            )
-    else:
-        total, correct = _loss.softmax_ce_probs(logits, t, grad, scale, n_threads)
-    return total * scale, correct
-
-
 def softmax_cross_entropy(logits, target, out=None):
     """Mean softmax cross-entropy and its gradient, in one pass.
 
@@ -191,9 +155,9 @@ def softmax_cross_entropy(logits, target, out=None):
     logits = C.as_float(logits, "logits", ndim=2)
     if logits.shape[0] == 0:
         raise ValueError("logits must hold at least one sample. Received shape " + str(logits.shape))
-    kind, t = _ce_target(logits, target)
+    kind, t = C.ce_target(logits, target)
     grad = np.empty_like(logits) if out is None else C.check_out(out, logits.shape, logits.dtype)
-    loss, _ = _ce_run(logits, kind, t, grad, n_threads_for(logits.size))
+    loss, _ = eloss.softmax_cross_entropy(logits, kind, t, grad, n_threads_for(logits.size))
     return loss, grad
 
 
@@ -213,7 +177,7 @@ def mse_loss(pred, target, out=None):
         raise ValueError("pred must not be empty")
     grad = np.empty_like(pred) if out is None else C.check_out(out, pred.shape, pred.dtype)
     scale = 1.0 / pred.size
-    total = _loss.elem_loss(_loss.ELEM_LOSSES["mse"], pred.reshape(-1), target.reshape(-1),
+    total = _loss.elem_loss(codes.ELEM_LOSSES["mse"], pred.reshape(-1), target.reshape(-1),
                             grad.reshape(-1), 2.0 * scale, 0.0, n_threads_for(pred.size))
     return total * scale, grad
 
@@ -278,7 +242,7 @@ def _update_args(param, grad):
 
 
 def _run_update(kind, param, grad, s0, s1, s2, hp):
-    _optim.multi_update(_optim.KINDS[kind], [param], [grad],
+    _optim.multi_update(codes.OPTIMIZERS[kind], [param], [grad],
                         None if s0 is None else [s0], None if s1 is None else [s1],
                         None if s2 is None else [s2], param.dtype == np.float64, hp,
                         n_threads_for(param.size))
@@ -365,346 +329,13 @@ def rmsprop_update(param, grad, square_avg, *, lr, alpha, eps, weight_decay=0.0,
     return param
 
 
-# -- convolution and pooling ---------------------------------------------------------------
-# The conv and pooling passes run between multithreaded GEMMs.  With the system libgomp
-# (a source build), finished OpenMP threads spin-wait and take the cores that
-# OpenBLAS's next GEMM needs: on the 2-core VM at 2 threads, Conv2d fwd+bwd (N=64,
-# 3->32, 32x32) took 52 ms with parallel passes against 9 ms with serial ones (and
-# N=64, 32->64, 16x16: 41-64 ms against 24 ms).  A wheel's private libgomp sleeps
-# instead (PASSIVE, see fastnn/__init__.py); there the passes go parallel above the
-# usual size threshold.  None: decided on first use from fastnn._openmp_private.
-_CONV_PARALLEL = None
-
-
-def _conv_threads(n_elements):
-    global _CONV_PARALLEL
-    if _CONV_PARALLEL is None:
-        import fastnn
-
-        _CONV_PARALLEL = bool(fastnn._openmp_private)
-    return n_threads_for(n_elements) if _CONV_PARALLEL else 1
-
-
-def _pair(value, name, minimum):
-    """An int or a pair of ints (height, width), each >= minimum."""
-    if isinstance(value, (tuple, list)):
-        if len(value) != 2:
-            raise ValueError(f"{name} must be an int or a pair (h, w). Received: {value!r}")
-        pair = tuple(value)
-    else:
-        pair = (value, value)
-    for v in pair:
-        if isinstance(v, bool) or not isinstance(v, (int, np.integer)):
-            raise TypeError(f"{name} must be an int or a pair of ints. Received: {value!r}")
-        if v < minimum:
-            raise ValueError(f"{name} must be >= {minimum}. Received: {name}={value!r}")
-    return (int(pair[0]), int(pair[1]))
-
-
-def _out_size(hw, kernel, stride, padding, who):
-    """Output (height, width) of a sliding window; raises when the window does not fit."""
-    out = []
-    for size, k, s, p, axis in zip(hw, kernel, stride, padding, ("height", "width")):
-        if size + 2 * p < k:
-            raise ValueError(
-                f"{who}: kernel {axis} {k} is larger than the padded input {axis} {size} + 2*{p}"
-            )
-        out.append((size + 2 * p - k) // s + 1)
-    return tuple(out)
-
-
-def _check_image(x, name, dtype=None, channels=None):
-    x = C.as_float(x, name, dtype=dtype)
-    if x.ndim != 4:
-        raise ValueError(f"{name} must be 4-D (N, C, H, W). Received shape {x.shape}")
-    if channels is not None and x.shape[1] != channels:
-        raise ValueError(f"{name} must have {channels} channels (dimension 1). Received shape {x.shape}")
-    return x
-
-
-def _conv_geometry(x_shape, w_shape, stride, padding):
-    n, c, h, w = x_shape
-    o, ci, kh, kw = w_shape
-    oh, ow = _out_size((h, w), (kh, kw), stride, padding, "conv2d")
-    return (kh, kw), oh, ow
-
-
-# Winograd F(2x2, 3x3) (src_c/fnn_wino.c) replaces im2col for 3x3 stride-1 convs
-# with at least WINOGRAD_MIN_CHANNELS input channels: 2.25x fewer multiplies, in
-# 16 GEMMs with C or O as their inner dimension.  fwd+bwd at one thread on the
-# 2-core VM, im2col -> Winograd, ms: N=64 32->64 16x16 26.7 -> 16.9; 16->32
-# 16x16 8.5 -> 5.5; 16->16 32x32 25.0 -> 15.0; 64->64 8x8 15.5 -> 8.5; 32->32
-# 12x12 10.1 -> 5.7; 12->12 16x16 3.3 -> 2.7; 32->3 16x16 6.6 -> 4.5; 16->16
-# 4x4 0.60 -> 0.20; but 8->16 16x16 2.0 -> 1.9, 8->32 32x32 18.4 -> 19.0, 4->16
-# 32x32 5.2 -> 8.4, 3->32 32x32 7.3 -> 15.9 (a GEMM with an inner dimension of a
-# few channels runs at a few GFLOP/s).  WINOGRAD: "auto" (that rule), True
-# (every 3x3 stride-1 conv: the tests use it on small shapes) or False (never).
-WINOGRAD = "auto"
-WINOGRAD_MIN_CHANNELS = 12
-
-# Other stride-1 convs (kernel larger than 1x1) compute the forward output, and
-# the input gradient (a stride-1 conv of grad_y with the flipped, transposed
-# weight), directly in C (fnn_conv_direct in src_c/fnn_conv.c) instead of GEMM
-# (+ col2im) where that measured faster: the kernel works on 64-byte vectors of
-# an output row and blocks of 4 output channels, so it needs rows that fill its
-# vectors (_use_direct) and, for the input gradient, at least 3 input channels.
-# fwd+bwd at one thread, GEMM -> direct, ms: N=64 3->32 32x32 k3 7.8 -> 6.2
-# (with FMA contraction; 7.0 without); 16->32 16x16 k5 23.0 -> 20.1-20.4;
-# 3->64 64x64 k7 228-241 -> 206-214; 8->16 16x16 k3 2.2-2.3 -> 2.0-2.1; but rows of 24 (N=128 1->8 28x28 k5: 2.7-3.3
-# -> 4.6-5.0, a third of each second vector wasted, and the input gradient has
-# one channel) or of 8 (32->64 8x8 k5: 21 -> 28) lose, and a 32-byte-vector
-# variant for such rows lost too (1->8 28x28 k5 forward 1.00 against 0.85 ms,
-# LeNet's 6->16 12x12 k5 1.21 against 0.98).  The weight gradient keeps its GEMM
-# on the columns.  False: always GEMM (the tests compare the two).
-DIRECT = True
-
-
-def _direct_fits(width, dtype):
-    """Output rows of ``width`` fill the direct kernel's 64-byte vectors to >= 7/8."""
-    lanes = 64 // np.dtype(dtype).itemsize
-    padded = -(-width // lanes) * lanes
-    return 8 * width >= 7 * padded
-
-
-def _use_direct(k, stride, width, dtype):
-    """The direct kernel for a conv (or an input gradient) whose output rows are ``width`` long."""
-    return DIRECT and stride == (1, 1) and k != (1, 1) and _direct_fits(width, dtype)
-
-
-# Work is done a chunk of images at a time, sized so that a chunk's columns (or
-# transformed tiles) stay in L2 between the loop that writes them and the GEMM
-# that reads them.
-_CHUNK_ELEMENTS = 1 << 18
-# Multiply-adds under which a conv stays in one part (see fastnn._parallel).
-CONV_SPLIT_MIN_MACS = 1 << 22
-
-
-class _Scratch:
-    """Fresh arrays with the interface of nn.layers._Buffers (for the functional forms)."""
-
-    @staticmethod
-    def get(name, shape, dtype):
-        return np.empty(shape, dtype)
-
-
-def _use_winograd(c, o, k, stride, oh, ow):
-    if WINOGRAD is False or k != (3, 3) or stride != (1, 1):
-        return False
-    return WINOGRAD is True or c >= WINOGRAD_MIN_CHANNELS
-
-
-def _chunk_len(n, per_image):
-    return max(1, min(n, _CHUNK_ELEMENTS // max(1, per_image)))
-
-
-def _chunks(lo, hi, per_image):
-    step = _chunk_len(hi - lo, per_image)
-    for a in range(lo, hi, step):
-        yield a, min(hi, a + step)
-
-
-class _ConvState:
-    """What a conv's backward needs from its forward: the path taken, its saved
-    array (the (N, K, P) columns, or the (N * T, 16, C) transformed input tiles)
-    and, for Winograd, the transformed weight U (16, C, O)."""
-
-    __slots__ = ("wino", "saved", "U", "direct")
-
-    def __init__(self, wino, saved, U=None, direct=False):
-        self.wino, self.saved, self.U, self.direct = wino, saved, U, direct
-
-
-def _conv_prepare(x, w, stride, padding, oh, ow, bufs):
-    """The path for this conv, with its saved-array buffer (not filled yet)."""
-    n, c = x.shape[:2]
-    o, k = w.shape[0], (w.shape[2], w.shape[3])
-    if _use_winograd(c, o, k, stride, oh, ow):
-        t = ((oh + 1) // 2) * ((ow + 1) // 2)
-        U = bufs.get("wino_U", (16, c, o), x.dtype)
-        _conv.wino_weight(w, U)
-        return _ConvState(True, bufs.get("wino_V", (n * t, 16, c), x.dtype), U)
-    return _ConvState(False, bufs.get("cols", (n, c * k[0] * k[1], oh * ow), x.dtype), None,
-                      _use_direct(k, stride, ow, x.dtype))
-
-
-def _conv_parts(n, o, c, k, oh, ow):
-    return _parallel.parts(n, n * o * c * k[0] * k[1] * oh * ow, CONV_SPLIT_MIN_MACS)
-
-
-def _conv_forward_into(x, w, b, stride, padding, oh, ow, bufs, y, act, slope):
-    """y = act(conv(x, w) + b) (y: (N, O, OH, OW)); returns the _ConvState for backward.
-
-    The batch is cut into parts (one per thread, see fastnn._parallel) and each
-    part into chunks.  im2col path: im2col -> GEMM W2d @ cols[n] writing NCHW ->
-    bias + activation in place.  Winograd path: input transform -> 16 GEMMs
-    V[:, xi] @ U[xi] -> output transform with the bias -> activation.
-    """
-    n, c = x.shape[:2]
-    o, k = w.shape[0], (w.shape[2], w.shape[3])
-    st = _conv_prepare(x, w, stride, padding, oh, ow, bufs)
-    if y.size == 0:   # empty batch (or zero output channels): nothing to compute
-        return st
-    ranges = _conv_parts(n, o, c, k, oh, ow)
-    nt = 1 if len(ranges) > 1 else _conv_threads(y.size)
-    longest = max(hi - lo for lo, hi in ranges)
-    if st.wino:
-        V, U = st.saved, st.U
-        t = V.shape[0] // n
-        Vt = V.transpose(1, 0, 2)
-        per = 16 * max(c, o) * t
-        Ms = [bufs.get(f"wino_M{i}", (_chunk_len(longest, per) * t, 16, o), x.dtype)
-              for i in range(len(ranges))]
-
-        def part(i, lo, hi):
-            for a, e in _chunks(lo, hi, per):
-                M = Ms[i][:(e - a) * t]
-                _conv.wino_in(x, V, a, e, padding, (oh, ow))
-                np.matmul(Vt[:, a * t:e * t], U, out=M.transpose(1, 0, 2))
-                _conv.wino_out(M, y, b, a, e, x.shape[2:], padding)
-                if act != 0:
-                    _conv.bias_act_nchw(y[a:e], None, act, slope, nt)
-    else:
-        cols = st.saved
-        W2 = w.reshape(o, -1)
-        y3 = y.reshape(n, o, -1)
-        per = cols.shape[1] * cols.shape[2]
-
-        def part(i, lo, hi):
-            for a, e in _chunks(lo, hi, per):
-                _conv.im2col(x[a:e], cols[a:e], k, stride, padding, oh, ow, nt)
-                if st.direct:
-                    _conv.conv_direct(x, w, b, y, a, e, padding, act, slope)
-                    continue
-                np.matmul(W2, cols[a:e], out=y3[a:e])
-                if b is not None or act != 0:
-                    _conv.bias_act_nchw(y[a:e], b, act, slope, nt)
-    _parallel.run(part, ranges)
-    return st
-
-
-def _conv_backward_into(grad_y, y, x_shape, w, stride, padding, st, bufs, gw, gw_acc, gb, gb_acc,
-                        need_gx, act, slope, gx=None):
-    """Gradients of a conv from its forward's _ConvState.
-
-    Writes the weight gradient into gw (O, C, kh, kw), or adds it when gw_acc;
-    likewise the bias gradient into gb (may be None).  Returns the input gradient
-    (N, C, H, W): gx when given, else a buffer of bufs; None when not need_gx.
-    Per part of the batch (see fastnn._parallel): the activation derivative
-    fused with the bias sums, then per chunk the column-gradient GEMM + col2im
-    (direct: one conv of gt with the flipped weight; Winograd: the output-gradient
-    transform, the 16 GEMMs and the inverse input transform), and the part's
-    weight gradient; the parts' weight and bias gradients are summed.
-    """
-    n, o, oh, ow = grad_y.shape
-    c = x_shape[1]
-    k = (w.shape[2], w.shape[3])
-    dt = grad_y.dtype
-    ranges = _conv_parts(n, o, c, k, oh, ow)
-    nparts = len(ranges)
-    nt = 1 if nparts > 1 else _conv_threads(grad_y.size)
-    longest = max(hi - lo for lo, hi in ranges)
-    gt = grad_y if act == 0 else bufs.get("gt", grad_y.shape, dt)
-    gbs = bufs.get("gb_parts", (nparts, o), dt) if gb is not None else None
-    if gx is None and need_gx:
-        gx = bufs.get("gx", x_shape, dt)
-    if n == 0:   # empty batch: zero gradients
-        for g, acc in ((gw, gw_acc), (gb, gb_acc)):
-            if g is not None and not acc:
-                g[...] = 0
-        return gx
-
-    def dact(i, lo, hi):
-        if act != 0 or gb is not None:
-            _conv.dact_nchw(grad_y[lo:hi], y[lo:hi] if act != 0 else None, gt[lo:hi],
-                            None if gbs is None else gbs[i], False, act, slope, nt)
-
-    if st.wino:
-        V, U = st.saved, st.U
-        t = V.shape[0] // n
-        Vt = V.transpose(1, 2, 0)      # (16, C, N * T)
-        Ut = U.transpose(0, 2, 1)      # (16, O, C)
-        per = 16 * max(c, o) * t
-        rows = _chunk_len(longest, per) * t
-        gMs = [bufs.get(f"wino_gM{i}", (rows, 16, o), dt) for i in range(nparts)]
-        dVs = [bufs.get(f"wino_dV{i}", (rows, 16, c), dt) for i in range(nparts)] if need_gx else None
-        dUs = bufs.get("wino_dU", (nparts, 16, c, o), dt)
-        tmps = [bufs.get(f"wino_dUc{i}", (16, c, o), dt) for i in range(nparts)]
-
-        def part(i, lo, hi):
-            dact(i, lo, hi)
-            for a, e in _chunks(lo, hi, per):
-                gM = gMs[i][:(e - a) * t]
-                gMt = gM.transpose(1, 0, 2)
-                _conv.wino_gout(gt, gM, a, e, x_shape[2:], padding)
-                if need_gx:
-                    dV = dVs[i][:(e - a) * t]
-                    np.matmul(gMt, Ut, out=dV.transpose(1, 0, 2))
-                    _conv.wino_gin(dV, gx, a, e, padding, (oh, ow))
-                # the chunk's weight gradient while its gM is in cache
-                if a == lo:
-                    np.matmul(Vt[:, :, a * t:e * t], gMt, out=dUs[i])
-                else:
-                    np.matmul(Vt[:, :, a * t:e * t], gMt, out=tmps[i])
-                    dUs[i] += tmps[i]
-
-        _parallel.run(part, ranges)
-        dU = dUs[0] if nparts == 1 else np.add.reduce(dUs, axis=0,
-                                                      out=bufs.get("wino_dUsum", (16, c, o), dt))
-        _conv.wino_wgrad(dU, gw, gw_acc)
-    else:
-        cols = st.saved
-        kk, p = cols.shape[1], cols.shape[2]
-        g3 = gt.reshape(n, o, p)
-        W2 = w.reshape(o, kk)
-        # per-image weight gradients, transposed: cols[n] @ gt[n].T (K, O) is measurably
-        # faster in OpenBLAS than gt[n] @ cols[n].T (O, K) for these shapes; summed into a
-        # contiguous buffer (6x faster than summing into the transposed view)
-        gw_parts = bufs.get("gw_parts", (n, kk, o), dt)
-        # the input gradient is the stride-1 conv of gt with the flipped, transposed
-        # weight and padding k - 1 - p (direct, when that padding is not negative)
-        flip = (need_gx and c >= 3 and padding[0] < k[0] and padding[1] < k[1]
-                and _use_direct(k, stride, x_shape[3], dt))
-        if flip:
-            wf = bufs.get("w_flip", (c, o) + k, dt)
-            np.copyto(wf, w.transpose(1, 0, 2, 3)[:, :, ::-1, ::-1])
-            fpad = (k[0] - 1 - padding[0], k[1] - 1 - padding[1])
-        gcs = [bufs.get(f"gcols{i}", (_chunk_len(longest, kk * p), kk, p), dt)
-               for i in range(nparts)] if need_gx and not flip else None
-
-        def part(i, lo, hi):
-            dact(i, lo, hi)
-            np.matmul(cols[lo:hi], g3[lo:hi].transpose(0, 2, 1), out=gw_parts[lo:hi])
-            if flip:
-                _conv.conv_direct(gt, wf, None, gx, lo, hi, fpad, 0, 0.0)
-            elif need_gx:
-                for a, e in _chunks(lo, hi, kk * p):
-                    gc = gcs[i][:e - a]
-                    np.matmul(W2.T, g3[a:e], out=gc)
-                    _conv.col2im(gc, gx[a:e], k, stride, padding, oh, ow, nt)
-
-        _parallel.run(part, ranges)
-        gw_sum = np.add.reduce(gw_parts, axis=0, out=bufs.get("gw_sum", (kk, o), dt))
-        gw2d = gw.reshape(o, kk)
-        if gw_acc:
-            gw2d += gw_sum.T
-        else:
-            np.copyto(gw2d, gw_sum.T)
-    if gb is not None:
-        if gb_acc:
-            for part_sum in gbs:   # in place: no temporary in the training step
-                gb += part_sum
-        else:
-            np.add.reduce(gbs, axis=0, out=gb)
-    return gx
-
-
 def conv2d(x, weight, bias=None, stride=1, padding=0, activation=None, negative_slope=0.01, out=None):
     """2-D convolution (cross-correlation, as torch.nn.functional.conv2d), NCHW.
 
     Computed as im2col into a column buffer + one batched GEMM that writes NCHW
     directly, then the bias and the activation in one in-place pass; or, where
     measured faster, by Winograd F(2x2, 3x3) (3x3 stride-1 kernels, >= 12 input
-    channels) or a direct stride-1 kernel (see WINOGRAD and DIRECT above).
+    channels) or a direct stride-1 kernel (policy: fastnn._engine.conv).
 
     Parameters
     ----------
@@ -722,9 +353,9 @@ def conv2d(x, weight, bias=None, stride=1, padding=0, activation=None, negative_
     y : ndarray of shape (N, O, OH, OW)
     """
     code, slope = _act_code(activation, negative_slope)
-    stride = _pair(stride, "stride", 1)
-    padding = _pair(padding, "padding", 0)
-    x = _check_image(x, "x")
+    stride = C.int_pair(stride, "stride", 1)
+    padding = C.int_pair(padding, "padding", 0)
+    x = C.image(x, "x")
     weight = C.as_float(weight, "weight", dtype=x.dtype)
     if weight.ndim != 4:
         raise ValueError(f"weight must be 4-D (O, C, kh, kw). Received shape {weight.shape}")
@@ -735,11 +366,11 @@ def conv2d(x, weight, bias=None, stride=1, padding=0, activation=None, negative_
         bias = C.as_float(bias, "bias", dtype=x.dtype, ndim=1)
         if bias.shape[0] != weight.shape[0]:
             raise ValueError(f"bias must have shape ({weight.shape[0]},). Received: {bias.shape}")
-    k, oh, ow = _conv_geometry(x.shape, weight.shape, stride, padding)
+    k, oh, ow = C.conv_geometry(x.shape, weight.shape, stride, padding)
     n, o = x.shape[0], weight.shape[0]
     shape = (n, o, oh, ow)
     y = np.empty(shape, x.dtype) if out is None else C.check_out(out, shape, x.dtype)
-    _conv_forward_into(x, weight, bias, stride, padding, oh, ow, _Scratch(), y, code, slope)
+    econv.forward_into(x, weight, bias, stride, padding, oh, ow, Scratch(), y, code, slope)
     return y
 
 
@@ -764,14 +395,14 @@ def conv2d_backward(grad_y, x, weight, y=None, stride=1, padding=0, activation=N
     grad_bias : ndarray of shape (O,)
     """
     code, slope = _act_code(activation, negative_slope)
-    stride = _pair(stride, "stride", 1)
-    padding = _pair(padding, "padding", 0)
-    grad_y = _check_image(grad_y, "grad_y")
-    x = _check_image(x, "x", dtype=grad_y.dtype)
+    stride = C.int_pair(stride, "stride", 1)
+    padding = C.int_pair(padding, "padding", 0)
+    grad_y = C.image(grad_y, "grad_y")
+    x = C.image(x, "x", dtype=grad_y.dtype)
     weight = C.as_float(weight, "weight", dtype=grad_y.dtype)
     if weight.ndim != 4 or weight.shape[1] != x.shape[1]:
         raise ValueError(f"weight must have shape (O, {x.shape[1]}, kh, kw). Received: {weight.shape}")
-    k, oh, ow = _conv_geometry(x.shape, weight.shape, stride, padding)
+    k, oh, ow = C.conv_geometry(x.shape, weight.shape, stride, padding)
     n, o = x.shape[0], weight.shape[0]
     if grad_y.shape != (n, o, oh, ow):
         raise ValueError(f"grad_y must have shape {(n, o, oh, ow)} (the conv output). "
@@ -782,32 +413,13 @@ def conv2d_backward(grad_y, x, weight, y=None, stride=1, padding=0, activation=N
         y = C.as_float(y, "y", dtype=grad_y.dtype)
         if y.shape != grad_y.shape:
             raise ValueError(f"y must have the shape of grad_y {grad_y.shape}. Received: {y.shape}")
-    bufs = _Scratch()
-    st = _conv_prepare(x, weight, stride, padding, oh, ow, bufs)
-    if st.wino:
-        _conv.wino_in(x, st.saved, 0, n, padding, (oh, ow))
-    else:
-        _conv.im2col(x, st.saved, k, stride, padding, oh, ow, _conv_threads(st.saved.size))
+    bufs = Scratch()
+    st = econv.state_for_backward(x, weight, stride, padding, oh, ow, bufs)
     grad_weight = np.empty(weight.shape, x.dtype)
     grad_bias = np.empty(o, x.dtype)
-    grad_x = _conv_backward_into(grad_y, y, x.shape, weight, stride, padding, st, bufs, grad_weight,
+    grad_x = econv.backward_into(grad_y, y, x.shape, weight, stride, padding, st, bufs, grad_weight,
                                  False, grad_bias, False, True, code, slope)
     return grad_x, grad_weight, grad_bias
-
-
-def _pool_args(kernel_size, stride, padding):
-    k = _pair(kernel_size, "kernel_size", 1)
-    s = k if stride is None else _pair(stride, "stride", 1)
-    p = _pair(padding, "padding", 0)
-    if p[0] > k[0] // 2 or p[1] > k[1] // 2:
-        raise ValueError(f"padding must be at most half the kernel size. Received padding={p} "
-                         f"for kernel_size={k}")
-    return k, s, p
-
-
-def _pool_output_shape(x_shape, k, s, p, who):
-    oh, ow = _out_size(x_shape[2:], k, s, p, who)
-    return (x_shape[0], x_shape[1], oh, ow)
 
 
 def _check_input_shape(input_shape):
@@ -835,12 +447,12 @@ def max_pool2d(x, kernel_size, stride=None, padding=0, return_indices=False):
     -------
     y : ndarray of shape (N, C, OH, OW), and indices of the same shape when asked.
     """
-    k, s, p = _pool_args(kernel_size, stride, padding)
-    x = _check_image(x, "x")
-    shape = _pool_output_shape(x.shape, k, s, p, "max_pool2d")
+    k, s, p = C.pool_args(kernel_size, stride, padding)
+    x = C.image(x, "x")
+    shape = C.pool_output_shape(x.shape, k, s, p, "max_pool2d")
     y = np.empty(shape, x.dtype)
     idx = np.empty(shape, np.int32)
-    _conv.max_pool2d(x, y, idx, k, s, p, _conv_threads(y.size * k[0] * k[1]))
+    _conv.max_pool2d(x, y, idx, k, s, p, econv.pass_threads(y.size * k[0] * k[1]))
     return (y, idx) if return_indices else y
 
 
@@ -857,7 +469,7 @@ def max_pool2d_backward(grad_y, indices, input_shape):
     -------
     grad_x : ndarray of shape input_shape
     """
-    grad_y = _check_image(grad_y, "grad_y")
+    grad_y = C.image(grad_y, "grad_y")
     shape = _check_input_shape(input_shape)
     indices = np.asarray(indices)
     if indices.shape != grad_y.shape or indices.dtype.kind not in "iu":
@@ -871,7 +483,7 @@ def max_pool2d_backward(grad_y, indices, input_shape):
                          f"[{indices.min()}, {indices.max()}]")
     indices = np.ascontiguousarray(indices, dtype=np.int32)
     grad_x = np.empty(shape, grad_y.dtype)
-    _conv.max_pool2d_backward(grad_y, indices, grad_x, _conv_threads(grad_x.size))
+    _conv.max_pool2d_backward(grad_y, indices, grad_x, econv.pass_threads(grad_x.size))
     return grad_x
 
 
@@ -885,24 +497,24 @@ def avg_pool2d(x, kernel_size, stride=None, padding=0, count_include_pad=True):
     -------
     y : ndarray of shape (N, C, OH, OW)
     """
-    k, s, p = _pool_args(kernel_size, stride, padding)
-    x = _check_image(x, "x")
-    y = np.empty(_pool_output_shape(x.shape, k, s, p, "avg_pool2d"), x.dtype)
-    _conv.avg_pool2d(x, y, k, s, p, bool(count_include_pad), _conv_threads(y.size * k[0] * k[1]))
+    k, s, p = C.pool_args(kernel_size, stride, padding)
+    x = C.image(x, "x")
+    y = np.empty(C.pool_output_shape(x.shape, k, s, p, "avg_pool2d"), x.dtype)
+    _conv.avg_pool2d(x, y, k, s, p, bool(count_include_pad), econv.pass_threads(y.size * k[0] * k[1]))
     return y
 
 
 def avg_pool2d_backward(grad_y, input_shape, kernel_size, stride=None, padding=0,
                         count_include_pad=True):
     """Gradient of :func:`avg_pool2d` with respect to its input (shape ``input_shape``)."""
-    k, s, p = _pool_args(kernel_size, stride, padding)
-    grad_y = _check_image(grad_y, "grad_y")
+    k, s, p = C.pool_args(kernel_size, stride, padding)
+    grad_y = C.image(grad_y, "grad_y")
     shape = _check_input_shape(input_shape)
-    expected = _pool_output_shape(shape, k, s, p, "avg_pool2d")
+    expected = C.pool_output_shape(shape, k, s, p, "avg_pool2d")
     if grad_y.shape != expected:
         raise ValueError(f"grad_y must have shape {expected} for input_shape {shape}. "
                          f"Received: {grad_y.shape}")
     grad_x = np.empty(shape, grad_y.dtype)
     _conv.avg_pool2d_backward(grad_y, grad_x, k, s, p, bool(count_include_pad),
-                              _conv_threads(grad_x.size * k[0] * k[1]))
+                              econv.pass_threads(grad_x.size * k[0] * k[1]))
     return grad_x

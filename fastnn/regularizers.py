@@ -14,6 +14,7 @@ Conventions (the gradient is what training sees):
 import numpy as np
 
 from fastnn import _checks as C
+from fastnn._engine import codes
 from fastnn._kernels import _loss
 
 
@@ -35,7 +36,7 @@ class Regularizer:
         total = 0.0
         for p in self.weights(model):
             w = p.data.astype(np.float64)
-            total += float(np.abs(w).sum()) if self._kind == 0 else 0.5 * float((w * w).sum())
+            total += float(np.abs(w).sum()) if self._kind == "l1" else 0.5 * float((w * w).sum())
         return self.lam * total
 
     def add_grad(self, model, weights=None):
@@ -47,7 +48,7 @@ class Regularizer:
                 g[...] = 0
             if g.strides != p.data.strides:
                 raise ValueError("a weight and its gradient must share one memory layout")
-            total += _loss.penalty(self._kind, p.data, g, self.lam)
+            total += _loss.penalty(codes.PENALTIES[self._kind], p.data, g, self.lam)
         return total
 
     def __repr__(self):
@@ -57,13 +58,13 @@ class Regularizer:
 class L1(Regularizer):
     """``lam * sum |w|`` over the weights (subgradient ``lam * sign(w)``, sign(0) = 0)."""
 
-    _kind = 0
+    _kind = "l1"
 
 
 class L2(Regularizer):
     """``0.5 * lam * sum w^2`` over the weights (gradient ``lam * w``)."""
 
-    _kind = 1
+    _kind = "l2"
 
 
 __all__ = ["Regularizer", "L1", "L2"]

@@ -13,10 +13,10 @@ import time
 import numpy as np
 
 from fastnn import _checks as C
-from fastnn._config import n_threads_for
+from fastnn._engine.config import n_threads_for
 from fastnn._kernels import _data, _optim
 from fastnn.losses import CrossEntropyLoss, Loss
-from fastnn.nn.module import Module
+from fastnn.nn.module import Module, backward_step, forward_step
 
 
 class History:
@@ -349,13 +349,13 @@ def fit(model, loss, optimizer, X, y, *, epochs=10, batch_size=32, shuffle=True,
             xb, yb = batcher.get(idx)
             for p in params:
                 p._grad_zero = True
-            out = model._forward(xb)
+            out = forward_step(model, xb)
             value = loss._forward(out, yb)
             if not np.isfinite(value):
                 raise FloatingPointError(
                     f"non-finite loss ({value}) at epoch {epoch + 1}, step {step + 1}; "
                     "parameters keep their values from before this step (try a smaller learning rate)")
-            model._backward(loss._backward(), False)
+            backward_step(model, loss._backward(), False)
             if regularizer is not None:
                 value += regularizer.add_grad(model, reg_weights)
             # The fused optimizer kernel checks every gradient before any thread
@@ -407,7 +407,7 @@ def _evaluate(model, loss, X, y, batch_size, classify):
         for start in range(0, n, batch_size):
             xb = X[start:start + batch_size]
             yb = y[start:start + batch_size]
-            value = loss._forward(model._forward(xb), yb)
+            value = loss._forward(forward_step(model, xb), yb)
             total += value * xb.shape[0]
             if classify:
                 correct += loss.n_correct

@@ -16,6 +16,7 @@
 
 #include <stddef.h>
 #include <stdint.h>
+#include "fnn_codes.h"
 
 typedef struct {
     double lr;
@@ -69,7 +70,7 @@ int fnn_all_finite(char *const *ptrs, const ptrdiff_t *sizes, ptrdiff_t n_arrays
                    int n_threads);
 
 /* Dense epilogues (fnn_dense.c), on `rows` contiguous rows of m elements.
- * act: 0 identity, 1 relu, 2 leaky relu, 3 sigmoid, 4 tanh.
+ * act: an FNN_ACT_* code (fnn_codes.h).
  * act_rows: y = act(x + b) (y may be x, b may be NULL).
  * dact_rows: gz = gy * act'(y) (gz NULL: identity, nothing written) and, when acc
  * is not NULL, acc[0:m] = column sums of gz over the rows, in double. */
@@ -85,15 +86,16 @@ void fnn_dact_rows_f64(double *gz, const double *gy, const double *y, double *ac
 double fnn_mse_f32(const float *p, const float *t, float *g, ptrdiff_t n, float scale);
 double fnn_mse_f64(const double *p, const double *t, double *g, ptrdiff_t n, double scale);
 
-/* Element-wise losses (fnn_dense.c): kind 0 L1, 1 Huber (param = delta),
- * 2 epsilon-insensitive (param = epsilon), 3 logistic, 4 hinge (3 and 4 on the
- * margin t * p with t in {-1, +1}).  g = scale * d loss / d p; returns the sum. */
+/* Element-wise losses (fnn_dense.c): kind an FNN_LOSS_* code (fnn_codes.h) other than
+ * FNN_LOSS_MSE; Huber and epsilon-insensitive take param (delta, epsilon), logistic and
+ * hinge work on the margin t * p with t in {-1, +1}.  g = scale * d loss / d p; returns the sum. */
 double fnn_elem_loss_f32(int kind, const float *p, const float *t, float *g, ptrdiff_t n,
                          float scale, float param);
 double fnn_elem_loss_f64(int kind, const double *p, const double *t, double *g, ptrdiff_t n,
                          double scale, double param);
 
-/* Weight penalty (fnn_dense.c): kind 0 L1 = lam * sum|w|, 1 L2 = 0.5 * lam * sum w^2;
+/* Weight penalty (fnn_dense.c): kind FNN_PENALTY_L1 = lam * sum|w|, FNN_PENALTY_L2 =
+ * 0.5 * lam * sum w^2;
  * adds its gradient into g and returns the penalty. */
 double fnn_penalty_f32(int kind, const float *w, float *g, ptrdiff_t n, float lam);
 double fnn_penalty_f64(int kind, const double *w, double *g, ptrdiff_t n, double lam);

@@ -187,7 +187,7 @@ FNN_CLONES void fnn_conv_dact_##SUF(const T *gy, const T *y, T *gt, double *acc,
         for (ptrdiff_t o = 0; o < O; o++) {                                                 \
             const ptrdiff_t r = (n * O + o) * P;                                            \
             T *d = gt + r;                                                                  \
-            if (act != 0 || d != gy + r)                                                    \
+            if (act != FNN_ACT_IDENTITY || d != gy + r)                                                    \
                 fnn_dact_row_##SUF(d, gy + r, y + r, P, act, slope);                        \
             if (acc != NULL) {                                                              \
                 /* 16 independent lane sums: the inner loop is one vector add, which */    \

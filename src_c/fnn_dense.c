@@ -27,18 +27,18 @@ FNN_CLONES void fnn_act_rows_##SUF(T *y, const T *x, const T *b, ptrdiff_t rows,
         const T *xr = x + r * m;                                                            \
         if (b == NULL) {                                                                    \
             switch (act) {                                                                  \
-            case 0: if (yr != xr) for (ptrdiff_t j = 0; j < m; j++) yr[j] = xr[j]; break;   \
-            case 1: for (ptrdiff_t j = 0; j < m; j++) { T z = xr[j]; yr[j] = z > 0 ? z : 0; } break; \
-            case 2: for (ptrdiff_t j = 0; j < m; j++) { T z = xr[j]; yr[j] = z > 0 ? z : z * slope; } break; \
-            case 3: for (ptrdiff_t j = 0; j < m; j++) yr[j] = SIG(xr[j]); break;            \
+            case FNN_ACT_IDENTITY: if (yr != xr) for (ptrdiff_t j = 0; j < m; j++) yr[j] = xr[j]; break;   \
+            case FNN_ACT_RELU: for (ptrdiff_t j = 0; j < m; j++) { T z = xr[j]; yr[j] = z > 0 ? z : 0; } break; \
+            case FNN_ACT_LEAKY_RELU: for (ptrdiff_t j = 0; j < m; j++) { T z = xr[j]; yr[j] = z > 0 ? z : z * slope; } break; \
+            case FNN_ACT_SIGMOID: for (ptrdiff_t j = 0; j < m; j++) yr[j] = SIG(xr[j]); break;            \
             default: for (ptrdiff_t j = 0; j < m; j++) yr[j] = TANH(xr[j]); break;          \
             }                                                                               \
         } else {                                                                            \
             switch (act) {                                                                  \
-            case 0: for (ptrdiff_t j = 0; j < m; j++) yr[j] = xr[j] + b[j]; break;          \
-            case 1: for (ptrdiff_t j = 0; j < m; j++) { T z = xr[j] + b[j]; yr[j] = z > 0 ? z : 0; } break; \
-            case 2: for (ptrdiff_t j = 0; j < m; j++) { T z = xr[j] + b[j]; yr[j] = z > 0 ? z : z * slope; } break; \
-            case 3: for (ptrdiff_t j = 0; j < m; j++) yr[j] = SIG(xr[j] + b[j]); break;     \
+            case FNN_ACT_IDENTITY: for (ptrdiff_t j = 0; j < m; j++) yr[j] = xr[j] + b[j]; break;          \
+            case FNN_ACT_RELU: for (ptrdiff_t j = 0; j < m; j++) { T z = xr[j] + b[j]; yr[j] = z > 0 ? z : 0; } break; \
+            case FNN_ACT_LEAKY_RELU: for (ptrdiff_t j = 0; j < m; j++) { T z = xr[j] + b[j]; yr[j] = z > 0 ? z : z * slope; } break; \
+            case FNN_ACT_SIGMOID: for (ptrdiff_t j = 0; j < m; j++) yr[j] = SIG(xr[j] + b[j]); break;     \
             default: for (ptrdiff_t j = 0; j < m; j++) yr[j] = TANH(xr[j] + b[j]); break;   \
             }                                                                               \
         }                                                                                   \
@@ -167,10 +167,10 @@ FNN_CLONES double fnn_elem_loss_##SUF(int kind, const T *restrict p, const T *re
 {                                                                                           \
     double part[8] = {0, 0, 0, 0, 0, 0, 0, 0};                                              \
     switch (kind) {                                                                         \
-    case 0: FNN_ELEM_LOOP(T, fnn_el_l1_##SUF) break;                                        \
-    case 1: FNN_ELEM_LOOP(T, fnn_el_huber_##SUF) break;                                     \
-    case 2: FNN_ELEM_LOOP(T, fnn_el_eps_##SUF) break;                                       \
-    case 3: FNN_ELEM_LOOP(T, fnn_el_logistic_##SUF) break;                                  \
+    case FNN_LOSS_L1: FNN_ELEM_LOOP(T, fnn_el_l1_##SUF) break;                                        \
+    case FNN_LOSS_HUBER: FNN_ELEM_LOOP(T, fnn_el_huber_##SUF) break;                                     \
+    case FNN_LOSS_EPSILON_INSENSITIVE: FNN_ELEM_LOOP(T, fnn_el_eps_##SUF) break;                                       \
+    case FNN_LOSS_LOGISTIC: FNN_ELEM_LOOP(T, fnn_el_logistic_##SUF) break;                                  \
     default: FNN_ELEM_LOOP(T, fnn_el_hinge_##SUF) break;                                    \
     }                                                                                       \
     return ((part[0] + part[1]) + (part[2] + part[3])) + ((part[4] + part[5]) + (part[6] + part[7])); \
@@ -179,15 +179,15 @@ FNN_CLONES double fnn_elem_loss_##SUF(int kind, const T *restrict p, const T *re
 DEFINE_ELEMLOSS(float, f32, fabsf)
 DEFINE_ELEMLOSS(double, f64, fabs)
 
-/* Weight penalties (regularizers): kind 0 L1 = lam * sum|w| (subgradient
- * lam * sign(w), sign(0) = 0), kind 1 L2 = 0.5 * lam * sum w^2 (gradient lam * w).
+/* Weight penalties (regularizers): FNN_PENALTY_L1 = lam * sum|w| (subgradient
+ * lam * sign(w), sign(0) = 0), FNN_PENALTY_L2 = 0.5 * lam * sum w^2 (gradient lam * w).
  * Adds the gradient into g and returns the penalty, in one pass. */
 #define DEFINE_PENALTY(T, SUF, FABS)                                                        \
 FNN_CLONES double fnn_penalty_##SUF(int kind, const T *restrict w, T *restrict g,           \
                                     ptrdiff_t n, T lam)                                     \
 {                                                                                           \
     double part[8] = {0, 0, 0, 0, 0, 0, 0, 0};                                              \
-    if (kind == 0) {                                                                        \
+    if (kind == FNN_PENALTY_L1) {                                                           \
         for (ptrdiff_t j = 0; j < n; j++) {                                                 \
             T x = w[j];                                                                     \
             g[j] += lam * (T)((x > 0) - (x < 0));                                           \
@@ -201,7 +201,7 @@ FNN_CLONES double fnn_penalty_##SUF(int kind, const T *restrict w, T *restrict g
         }                                                                                   \
     }                                                                                       \
     double s = ((part[0] + part[1]) + (part[2] + part[3])) + ((part[4] + part[5]) + (part[6] + part[7])); \
-    return kind == 0 ? (double)lam * s : 0.5 * (double)lam * s;                             \
+    return kind == FNN_PENALTY_L1 ? (double)lam * s : 0.5 * (double)lam * s;                \
 }
 
 DEFINE_PENALTY(float, f32, fabsf)

@@ -77,7 +77,7 @@ def n_threads(request, monkeypatch):
     thread is lowered to one element, so every kernel of the test runs its
     parallel path (in normal use only multi-million-element work does)."""
     if request.param > 1:
-        monkeypatch.setattr(fn._config, "PARALLEL_MIN_ELEMENTS", 1)
+        monkeypatch.setattr(fn._engine.config, "PARALLEL_MIN_ELEMENTS", 1)
     with fn.threads(request.param):
         yield request.param
 

@@ -155,7 +155,7 @@ def test_forked_child_runs_kernels_without_hanging(monkeypatch):
     """libgomp is not fork-safe; fastnn's kernels go serial in a forked child."""
     import multiprocessing as mp
 
-    monkeypatch.setattr(fn._config, "PARALLEL_MIN_ELEMENTS", 1)
+    monkeypatch.setattr(fn._engine.config, "PARALLEL_MIN_ELEMENTS", 1)
     x = np.linspace(-1, 1, 100_000, dtype=np.float32)
     with fn.threads(2):
         expected = fn.ops.activation_forward(x, "relu")   # a real 2-thread region in the parent
@@ -231,7 +231,7 @@ def test_import_next_to_torch_in_either_order(order):
     imports = "import torch, fastnn" if order == "torch_first" else "import fastnn, torch"
     code = f"""{imports}
 import numpy as np
-fastnn._config.PARALLEL_MIN_ELEMENTS = 1
+fastnn._engine.config.PARALLEL_MIN_ELEMENTS = 1
 x = np.linspace(-1, 1, 200_000, dtype=np.float32)
 with fastnn.threads(2):
     y = fastnn.ops.activation_forward(x, "relu")

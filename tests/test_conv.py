@@ -7,6 +7,9 @@ from numpy.lib.stride_tricks import sliding_window_view
 
 import fastnn as fn
 from fastnn import losses, nn, ops, optim, train
+from fastnn import _checks as C
+from fastnn._engine.buffers import Scratch
+from fastnn._engine import conv as econv
 from fastnn._kernels import _conv
 
 from conftest import numeric_grad
@@ -15,18 +18,18 @@ from conftest import numeric_grad
 @pytest.fixture(autouse=True)
 def _conv_passes_parallel(monkeypatch):
     """Let the conv/pool passes use the threads of the test's ``n_threads`` (a source
-    build keeps them serial next to BLAS; see fastnn.ops._conv_threads), and lower the
+    build keeps them serial next to BLAS; see fastnn._engine.conv.pass_threads), and lower the
     batch-split threshold to one multiply-add so that every conv of a 2-thread test
-    with N >= 2 also runs split into one part per thread (see fastnn._parallel)."""
-    monkeypatch.setattr(ops, "_CONV_PARALLEL", True)
-    monkeypatch.setattr(ops, "CONV_SPLIT_MIN_MACS", 1)
+    with N >= 2 also runs split into one part per thread (see fastnn._engine.parallel)."""
+    monkeypatch.setattr(econv, "CONV_PARALLEL", True)
+    monkeypatch.setattr(econv, "SPLIT_MIN_MACS", 1)
 
 
 def test_conv_passes_stay_serial_next_to_a_spinning_openmp_runtime(monkeypatch):
-    monkeypatch.setattr(fn._config, "PARALLEL_MIN_ELEMENTS", 1)
-    monkeypatch.setattr(ops, "_CONV_PARALLEL", None)
+    monkeypatch.setattr(fn._engine.config, "PARALLEL_MIN_ELEMENTS", 1)
+    monkeypatch.setattr(econv, "CONV_PARALLEL", None)
     with fn.threads(2):
-        assert ops._conv_threads(10 ** 9) == (2 if fn._openmp_private else 1)
+        assert econv.pass_threads(10 ** 9) == (2 if fn._engine.config.openmp_private() else 1)
 
 
 # -- NumPy references (float64) -------------------------------------------------------------
@@ -428,7 +431,7 @@ def test_read_only_and_non_contiguous_input_are_not_written(rng, assert_close):
     assert_close(ops.max_pool2d(x[:, :, ::2, ::2], 2), ref_max_pool(x[:, :, ::2, ::2], (2, 2), (2, 2), (0, 0)))
 
 
-# -- the direct stride-1 kernel (ops.DIRECT) ---------------------------------------------------
+# -- the direct stride-1 kernel (econv.DIRECT) ---------------------------------------------------
 DIRECT_GEOMS = [
     # (N, C, H, W, O, kernel, padding): widths that fill the float32 (16) / float64 (8) lanes
     (2, 3, 9, 32, 5, (3, 3), (1, 1)),
@@ -455,16 +458,16 @@ def test_direct_conv_matches_gemm_and_numpy(geom, activation, dtype, n_threads, 
     gz = {None: gy, "relu": gy * (z > 0), "tanh": gy * (1 - np.tanh(z) ** 2)}[activation]
     rgx, rgw, rgb = ref_conv_backward(gz, x, wt, (1, 1), p)
     seen = []
-    real = ops._conv_prepare
+    real = econv.prepare
 
     def spy(*args):
         st = real(*args)
         seen.append(st.direct)
         return st
 
-    monkeypatch.setattr(ops, "_conv_prepare", spy)
+    monkeypatch.setattr(econv, "prepare", spy)
     for direct in (True, False):
-        monkeypatch.setattr(ops, "DIRECT", direct)
+        monkeypatch.setattr(econv, "DIRECT", direct)
         y = ops.conv2d(x, wt, b, 1, p, activation=activation)
         assert_close(y, ref, scale=10)
         gx, gw, gb = ops.conv2d_backward(gy, x, wt, y, 1, p, activation=activation)
@@ -476,15 +479,15 @@ def test_direct_conv_matches_gemm_and_numpy(geom, activation, dtype, n_threads, 
 
 def test_direct_path_only_where_rows_fill_its_vectors():
     """Direct for stride 1, kernels above 1x1 and rows filling >= 7/8 of the vectors."""
-    assert ops._direct_fits(32, np.float32) and ops._direct_fits(16, np.float32)
-    assert ops._direct_fits(28, np.float32) and not ops._direct_fits(24, np.float32)
-    assert ops._direct_fits(24, np.float64) and not ops._direct_fits(12, np.float64)
+    assert econv.direct_fits(32, np.float32) and econv.direct_fits(16, np.float32)
+    assert econv.direct_fits(28, np.float32) and not econv.direct_fits(24, np.float32)
+    assert econv.direct_fits(24, np.float64) and not econv.direct_fits(12, np.float64)
     for width, k, s, expected in [(18, 3, 1, True), (18, 1, 1, False), (18, 3, 2, False),
                                   (14, 3, 1, False)]:   # OW = 16, 18, 8, 12
         x = np.zeros((1, 2, 18, width), np.float32)
-        st = ops._conv_prepare(x, np.zeros((4, 2, k, k), np.float32), (s, s), (0, 0),
-                               *ops._conv_geometry(x.shape, (4, 2, k, k), (s, s), (0, 0))[1:],
-                               ops._Scratch())
+        st = econv.prepare(x, np.zeros((4, 2, k, k), np.float32), (s, s), (0, 0),
+                               *C.conv_geometry(x.shape, (4, 2, k, k), (s, s), (0, 0))[1:],
+                               Scratch())
         assert st.direct is expected, (width, k, s)
 
 

@@ -34,7 +34,7 @@ def test_seeded_masks_are_reproducible_and_thread_independent(monkeypatch):
     x = np.ones(100_000, np.float32)
     with fn.threads(1):
         a = fn.nn.Dropout(0.5, seed=7)(x)
-    monkeypatch.setattr(fn._config, "PARALLEL_MIN_ELEMENTS", 1)
+    monkeypatch.setattr(fn._engine.config, "PARALLEL_MIN_ELEMENTS", 1)
     with fn.threads(2):
         b = fn.nn.Dropout(0.5, seed=7)(x)
     np.testing.assert_array_equal(a, b)

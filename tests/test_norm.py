@@ -159,7 +159,7 @@ def test_two_threads_equal_one_thread(case, rng, monkeypatch):
     layer, x = make(case, np.float64, rng)
     g = rng.standard_normal(x.shape)
     outs = []
-    monkeypatch.setattr(fn._config, "PARALLEL_MIN_ELEMENTS", 1)
+    monkeypatch.setattr(fn._engine.config, "PARALLEL_MIN_ELEMENTS", 1)
     for nt in (1, 2):
         lay, _ = make(case, np.float64, np.random.default_rng(7))
         for p_src, p in zip(layer.parameters(), lay.parameters()):

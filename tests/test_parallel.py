@@ -1,10 +1,12 @@
-"""The BLAS regime of models with conv layers (fastnn._parallel.matmul, Sequential)."""
+"""The BLAS regime of models with conv layers (fastnn._engine.parallel.matmul, Sequential)."""
 import numpy as np
 import pytest
 from threadpoolctl import threadpool_info
 
 import fastnn as fn
-from fastnn import _parallel, losses, nn, ops
+from fastnn import losses, nn, ops
+from fastnn._engine import conv as econv
+from fastnn._engine import parallel as _parallel
 
 
 def _blas_threads():
@@ -82,7 +84,7 @@ def test_cnn_with_a_large_linear_head_matches_one_thread(monkeypatch, rng):
     """A CNN whose Linear GEMMs are split into row blocks at 2 threads gives the
     logits and gradients of a 1-thread run."""
     monkeypatch.setattr(_parallel, "SPLIT_GEMM_MACS", 1)
-    monkeypatch.setattr(ops, "CONV_SPLIT_MIN_MACS", 1)
+    monkeypatch.setattr(econv, "SPLIT_MIN_MACS", 1)
     x = rng.standard_normal((5, 2, 6, 6))
     y = rng.integers(0, 4, 5)
 

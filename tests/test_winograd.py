@@ -4,7 +4,7 @@ The transform kernels (fastnn._kernels._conv.wino_*) against the matrix formulas
 of src_c/fnn_wino.c written out in NumPy; the Winograd path of ops.conv2d /
 ops.conv2d_backward / nn.Conv2d against im2col, a float64 reference, finite
 differences and torch; the batch split over fastnn's threads against one thread;
-and fastnn._parallel itself.
+and fastnn._engine.parallel itself.
 """
 import threading
 import time
@@ -14,7 +14,9 @@ import pytest
 from threadpoolctl import threadpool_info
 
 import fastnn as fn
-from fastnn import _parallel, nn, ops
+from fastnn import nn, ops
+from fastnn._engine import conv as econv
+from fastnn._engine import parallel as _parallel
 from fastnn._kernels import _conv
 
 from conftest import numeric_grad
@@ -242,21 +244,21 @@ def test_wino_transforms_are_adjoint(h, w, p, dtype, rng, assert_close):
 def _winograd_on_small_shapes(monkeypatch):
     """Every 3x3 stride-1 conv of these tests takes Winograd (WINOGRAD = True); the
     automatic rule ("auto", the default) keeps the small test shapes on im2col."""
-    monkeypatch.setattr(ops, "WINOGRAD", True)
+    monkeypatch.setattr(econv, "WINOGRAD", True)
 
 
 @pytest.fixture
 def paths(monkeypatch):
     """The path of every conv prepared from now on (True: Winograd, False: im2col)."""
     taken = []
-    real = ops._conv_prepare
+    real = econv.prepare
 
     def spy(*args, **kwargs):
         st = real(*args, **kwargs)
         taken.append(st.wino)
         return st
 
-    monkeypatch.setattr(ops, "_conv_prepare", spy)
+    monkeypatch.setattr(econv, "prepare", spy)
     return taken
 
 
@@ -297,7 +299,7 @@ def test_functional_winograd_matches_im2col_and_numpy(case, activation, with_bia
     gy = rng.standard_normal(z.shape).astype(dtype)
     results = {}
     for wino in (True, False):
-        monkeypatch.setattr(ops, "WINOGRAD", wino)
+        monkeypatch.setattr(econv, "WINOGRAD", wino)
         del paths[:]
         y = ops.conv2d(x, wt, b, 1, p, activation=activation)
         gx, gw, gb = ops.conv2d_backward(gy, x, wt, y, 1, p, activation=activation)
@@ -330,7 +332,7 @@ def test_layer_winograd_matches_im2col_and_numpy(case, activation, dtype, rng, m
     x = rng.standard_normal((n, c, h, w)).astype(dtype)
     results = {}
     for wino in (True, False):
-        monkeypatch.setattr(ops, "WINOGRAD", wino)
+        monkeypatch.setattr(econv, "WINOGRAD", wino)
         model, conv = _conv_model(c, o, p, activation, dtype)
         y = model.forward(x).copy()
         state, act = conv._saved[2], conv._saved[3]
@@ -353,15 +355,15 @@ def test_layer_winograd_matches_im2col_and_numpy(case, activation, dtype, rng, m
 @pytest.mark.parametrize("wino", [True, False], ids=["winograd", "im2col"])
 @pytest.mark.parametrize("n", [3, 5])
 def test_chunked_batch_with_short_last_chunk_matches_numpy(wino, n, dtype, rng, monkeypatch):
-    """At one thread, with ops._CHUNK_ELEMENTS lowered to two images' work, a batch whose
+    """At one thread, with econv.CHUNK_ELEMENTS lowered to two images' work, a batch whose
     last chunk is shorter than the others still gives NumPy's y, gx and gradients (in
     normal use: e.g. N=6, C=64, 16x16 runs in chunks of 4 and 2 images)."""
     c, o, h, w, p = 16, 3, 8, 9, (1, 1)
     t = np.prod(_tiles(h, w))
     per = 16 * max(c, o) * t if wino else c * 9 * h * w
-    monkeypatch.setattr(ops, "WINOGRAD", wino)
-    monkeypatch.setattr(ops, "_CHUNK_ELEMENTS", 2 * per)
-    assert ops._chunk_len(n, per) == 2 and [e - a for a, e in ops._chunks(0, n, per)][-1] == 1
+    monkeypatch.setattr(econv, "WINOGRAD", wino)
+    monkeypatch.setattr(econv, "CHUNK_ELEMENTS", 2 * per)
+    assert econv.chunk_len(n, per) == 2 and [e - a for a, e in econv.chunks(0, n, per)][-1] == 1
     conv = nn.Conv2d(c, o, 3, 1, p, dtype=dtype, seed=6)
     x = rng.standard_normal((n, c, h, w)).astype(dtype)
     gy = rng.standard_normal((n, o, h, w)).astype(dtype)
@@ -397,7 +399,7 @@ def test_winograd_forced_takes_every_3x3_stride1_conv(c, k, stride, hw, expected
     gw = np.random.default_rng(1).standard_normal((2, c) + conv.kernel_size).astype(np.float32)
     ops.conv2d(x, gw, None, stride)
     assert paths == [expected, expected]
-    assert ops._use_winograd(c, 2, conv.kernel_size, conv.stride, *y.shape[2:]) is expected
+    assert econv.use_winograd(c, 2, conv.kernel_size, conv.stride, *y.shape[2:]) is expected
 
 
 @pytest.mark.parametrize("c, o, side, expected", [
@@ -410,10 +412,10 @@ def test_winograd_forced_takes_every_3x3_stride1_conv(c, k, stride, hw, expected
 def test_winograd_auto_rule(c, o, side, expected, monkeypatch):
     """The default ("auto") takes Winograd for 3x3 stride-1 convs with at least 12 input
     channels (where it measured faster than im2col), and only for those."""
-    monkeypatch.setattr(ops, "WINOGRAD", "auto")
-    assert ops._use_winograd(c, o, (3, 3), (1, 1), side, side) is expected
-    assert ops._use_winograd(c, o, (3, 3), (1, 1), side, 2 * side) is expected
-    assert ops._use_winograd(c, o, (3, 3), (2, 2), side, side) is False
+    monkeypatch.setattr(econv, "WINOGRAD", "auto")
+    assert econv.use_winograd(c, o, (3, 3), (1, 1), side, side) is expected
+    assert econv.use_winograd(c, o, (3, 3), (1, 1), side, 2 * side) is expected
+    assert econv.use_winograd(c, o, (3, 3), (2, 2), side, side) is False
     x = np.zeros((1, c, side + 2, side + 2), np.float32)
     conv = nn.Conv2d(c, o, 3, seed=0)
     conv.forward(x)
@@ -421,12 +423,12 @@ def test_winograd_auto_rule(c, o, side, expected, monkeypatch):
 
 
 def test_winograd_flag_off_takes_im2col(monkeypatch, rng):
-    """ops.WINOGRAD = False sends a Winograd-eligible shape to im2col."""
+    """econv.WINOGRAD = False sends a Winograd-eligible shape to im2col."""
     conv = nn.Conv2d(16, 2, 3, padding=1, seed=0)
     x = rng.standard_normal((2, 16, 8, 8)).astype(np.float32)
     conv.forward(x)
     assert conv._saved[2].wino is True
-    monkeypatch.setattr(ops, "WINOGRAD", False)
+    monkeypatch.setattr(econv, "WINOGRAD", False)
     conv.forward(x)
     assert conv._saved[2].wino is False and conv._saved[2].U is None
 
@@ -587,8 +589,8 @@ def test_batch_split_matches_one_thread(path, n, activation, bias, dtype, rng, r
     thread (N >= 2) and give y, gx and the weight / bias gradients of one thread, also
     when accumulating over two steps."""
     c, o, h, w, k, s, p, wino = SPLIT_PATHS[path]
-    monkeypatch.setattr(ops, "WINOGRAD", wino)
-    monkeypatch.setattr(ops, "CONV_SPLIT_MIN_MACS", 1)
+    monkeypatch.setattr(econv, "WINOGRAD", wino)
+    monkeypatch.setattr(econv, "SPLIT_MIN_MACS", 1)
     model, conv = _conv_model(c, o, p, activation, dtype, bias=bias, k=k, s=s, seed=4)
     x = rng.standard_normal((n, c, h, w)).astype(dtype)
 
@@ -624,8 +626,8 @@ def test_batch_split_matches_one_thread(path, n, activation, bias, dtype, rng, r
 @pytest.mark.parametrize("wino", [True, False], ids=["winograd", "im2col"])
 def test_functional_batch_split_matches_one_thread(wino, dtype, rng, run_ranges, monkeypatch):
     """ops.conv2d / conv2d_backward split the batch at 2 threads and match one thread."""
-    monkeypatch.setattr(ops, "WINOGRAD", wino)
-    monkeypatch.setattr(ops, "CONV_SPLIT_MIN_MACS", 1)
+    monkeypatch.setattr(econv, "WINOGRAD", wino)
+    monkeypatch.setattr(econv, "SPLIT_MIN_MACS", 1)
     x, wt, b, p = _case_arrays((5, 16, 3, 9, 8, (1, 1)), dtype, rng)
     gy = rng.standard_normal((5, 3, 9, 8)).astype(dtype)
     out = {}
@@ -644,20 +646,20 @@ def test_conv_parts_thresholds(monkeypatch):
     range per thread."""
     with fn.threads(1):
         assert _parallel.parts(8, 10 ** 9, 1) == [(0, 8)]
-        assert ops._conv_parts(8, 64, 64, (3, 3), 32, 32) == [(0, 8)]
+        assert econv.parts(8, 64, 64, (3, 3), 32, 32) == [(0, 8)]
     with fn.threads(2):
         assert _parallel.parts(1, 10 ** 9, 1) == [(0, 1)]
         assert _parallel.parts(8, 99, 100) == [(0, 8)]
         assert _parallel.parts(5, 100, 100) == [(0, 3), (3, 5)]
         assert _parallel.parts(8, 100, 100) == [(0, 4), (4, 8)]
         # conv work is N*O*C*kh*kw*OH*OW multiply-adds against CONV_SPLIT_MIN_MACS
-        assert ops._conv_parts(2, 16, 16, (3, 3), 8, 8) == [(0, 2)]            # 295k MACs
-        assert ops._conv_parts(4, 64, 64, (3, 3), 16, 16) == [(0, 2), (2, 4)]  # 37.7M MACs
-        monkeypatch.setattr(ops, "CONV_SPLIT_MIN_MACS", 1)
-        assert ops._conv_parts(2, 1, 1, (1, 1), 1, 1) == [(0, 1), (1, 2)]
+        assert econv.parts(2, 16, 16, (3, 3), 8, 8) == [(0, 2)]            # 295k MACs
+        assert econv.parts(4, 64, 64, (3, 3), 16, 16) == [(0, 2), (2, 4)]  # 37.7M MACs
+        monkeypatch.setattr(econv, "SPLIT_MIN_MACS", 1)
+        assert econv.parts(2, 1, 1, (1, 1), 1, 1) == [(0, 1), (1, 2)]
 
 
-# -- fastnn._parallel ------------------------------------------------------------------------
+# -- fastnn._engine.parallel ------------------------------------------------------------------------
 def _blas_threads():
     return [lib["num_threads"] for lib in threadpool_info() if lib["user_api"] == "blas"]
 

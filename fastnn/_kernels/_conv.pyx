@@ -11,7 +11,7 @@ and column-gradient GEMMs, then ``col2im``.  See src_c/fnn_conv.c for the layout
 at the end of this module instead of im2col/col2im (src_c/fnn_wino.c).
 
 The Python layer (fastnn.ops) calls these on a chunk of images at a time and,
-with several threads, on one part of the batch per thread (fastnn._parallel)
+with several threads, on one part of the batch per thread (fastnn._engine.parallel)
 with ``n_threads=1``.  The loops that take ``n_threads`` are also parallel over
 independent pieces with ``prange``: (image, channel) planes for im2col/col2im/
 pooling (col2im accumulates into one input plane per task, so there are no

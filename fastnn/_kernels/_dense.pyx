@@ -24,15 +24,6 @@ from libc.string cimport memset
 
 cnp.import_array()
 
-cdef enum:
-    ACT_IDENTITY = 0
-    ACT_RELU = 1
-    ACT_LEAKY = 2
-    ACT_SIGMOID = 3
-    ACT_TANH = 4
-
-ACTIVATIONS = {None: ACT_IDENTITY, "identity": ACT_IDENTITY, "relu": ACT_RELU,
-               "leaky_relu": ACT_LEAKY, "sigmoid": ACT_SIGMOID, "tanh": ACT_TANH}
 
 
 cdef extern from "fastnn.h" nogil:

@@ -204,7 +204,7 @@ cdef extern from "fastnn.h" nogil:
 
 
 def penalty(int kind, cnp.ndarray w, cnp.ndarray g, double lam):
-    """g += d penalty / d w and return the penalty (kind 0 L1, 1 L2); w and g share
+    """g += d penalty / d w and return the penalty (fastnn._engine.codes.PENALTIES); w and g share
     one contiguous layout (C or Fortran) and dtype."""
     cdef Py_ssize_t n = cnp.PyArray_SIZE(w)
     cdef void *wp = cnp.PyArray_DATA(w)
@@ -219,10 +219,7 @@ def penalty(int kind, cnp.ndarray w, cnp.ndarray g, double lam):
     return total
 
 
-ELEM_LOSSES = {"l1": 0, "huber": 1, "epsilon_insensitive": 2, "logistic": 3, "hinge": 4, "mse": 5}
-
-cdef enum:
-    KIND_MSE = 5     # fnn_mse_*: its own unrolled loop (grad = scale * (p - t))
+from fastnn._kernels._codes cimport LOSS_MSE   # fnn_mse_*: its own loop (grad = scale * (p - t))
 
 
 cdef double _elem(int kind, const floating *p, const floating *t, floating *g, Py_ssize_t n,
@@ -232,12 +229,12 @@ cdef double _elem(int kind, const floating *p, const floating *t, floating *g, P
     for c in prange(nc, schedule="static", num_threads=n_threads):
         lo = c * chunk
         if floating is float:
-            if kind == KIND_MSE:
+            if kind == LOSS_MSE:
                 total += fnn_mse_f32(p + lo, t + lo, g + lo, min(chunk, n - lo), scale)
             else:
                 total += fnn_elem_loss_f32(kind, p + lo, t + lo, g + lo, min(chunk, n - lo), scale, param)
         else:
-            if kind == KIND_MSE:
+            if kind == LOSS_MSE:
                 total += fnn_mse_f64(p + lo, t + lo, g + lo, min(chunk, n - lo), scale)
             else:
                 total += fnn_elem_loss_f64(kind, p + lo, t + lo, g + lo, min(chunk, n - lo), scale, param)
@@ -246,7 +243,7 @@ cdef double _elem(int kind, const floating *p, const floating *t, floating *g, P
 
 def elem_loss(int kind, cnp.ndarray pred, cnp.ndarray target, cnp.ndarray grad_out, double scale,
               double param, int n_threads):
-    """grad_out = scale * d loss/d pred for an element-wise loss (ELEM_LOSSES); returns the sum.
+    """grad_out = scale * d loss/d pred for an element-wise loss (a code of fastnn._engine.codes.ELEM_LOSSES); returns the sum.
 
     For "mse" the gradient is scale * (pred - target): pass 2 / n for the mean."""
     cdef Py_ssize_t n = cnp.PyArray_SIZE(pred)

@@ -53,15 +53,15 @@ cdef extern from "fastnn.h" nogil:
 cdef enum:
     N_SLOTS = 5     # param, grad, s0, s1, s2
 
-KINDS = {"sgd": 0, "adam": 1, "adagrad": 2, "rmsprop": 3}
+from fastnn._kernels._codes cimport OPTIM_SGD, OPTIM_ADAM, OPTIM_ADAGRAD
 
 
 cdef fnn_update_fn _pick(int kind, bint f64):
-    if kind == 0:
+    if kind == OPTIM_SGD:
         return fnn_sgd_f64 if f64 else fnn_sgd_f32
-    if kind == 1:
+    if kind == OPTIM_ADAM:
         return fnn_adam_f64 if f64 else fnn_adam_f32
-    if kind == 2:
+    if kind == OPTIM_ADAGRAD:
         return fnn_adagrad_f64 if f64 else fnn_adagrad_f32
     return fnn_rmsprop_f64 if f64 else fnn_rmsprop_f32
 

@@ -51,32 +51,10 @@ from libc.stdint cimport uint32_t
 
 cnp.import_array()
 
-# loss codes (the Python layer maps names to these)
-cdef enum:
-    L_HINGE = 0            # param: threshold (1 hinge, 0 perceptron)
-    L_SQ_HINGE = 1         # param: threshold
-    L_LOG = 2              # half binomial, y in {0, 1}
-    L_MOD_HUBER = 3
-    L_SQUARED = 4          # half squared error
-    L_HUBER = 5            # param: delta
-    L_EPS_INS = 6          # param: epsilon
-    L_SQ_EPS_INS = 7       # param: epsilon
-
-# penalties
-cdef enum:
-    P_NONE = 0
-    P_L1 = 1
-    P_L2 = 2
-    P_ELASTICNET = 3
-
-# learning rates
-cdef enum:
-    LR_CONSTANT = 1
-    LR_OPTIMAL = 2
-    LR_INVSCALING = 3
-    LR_ADAPTIVE = 4
-    LR_PA1 = 5
-    LR_PA2 = 6
+from fastnn._kernels._codes cimport (L_HINGE, L_SQ_HINGE, L_LOG, L_MOD_HUBER, L_SQUARED, L_HUBER,
+                                      L_EPS_INS, L_SQ_EPS_INS, P_NONE, P_L1, P_L2, P_ELASTICNET,
+                                      LR_CONSTANT, LR_OPTIMAL, LR_INVSCALING, LR_ADAPTIVE, LR_PA1,
+                                      LR_PA2)
 
 # slots of the float64 state array
 cdef enum:
@@ -98,13 +76,6 @@ cdef enum:
     N_STATE = 15
 
 STATE_SIZE = N_STATE
-LOSSES = {"hinge": L_HINGE, "perceptron": L_HINGE, "squared_hinge": L_SQ_HINGE, "log_loss": L_LOG,
-          "modified_huber": L_MOD_HUBER, "squared_error": L_SQUARED, "huber": L_HUBER,
-          "epsilon_insensitive": L_EPS_INS, "squared_epsilon_insensitive": L_SQ_EPS_INS}
-PENALTIES = {None: P_NONE, "l1": P_L1, "l2": P_L2, "elasticnet": P_ELASTICNET}
-LEARNING_RATES = {"constant": LR_CONSTANT, "optimal": LR_OPTIMAL, "invscaling": LR_INVSCALING,
-                  "adaptive": LR_ADAPTIVE, "pa1": LR_PA1, "pa2": LR_PA2}
-
 cdef double MAX_DLOSS = 1e12
 
 cdef extern from *:

@@ -59,8 +59,9 @@ except ImportError as exc:  # pragma: no cover - exercised only without sklearn
         'Install the optional extra: pip install "fastnn-cpu[estimators]"'
     ) from exc
 
+from fastnn._engine import codes
 from fastnn import _checks as C
-from fastnn._config import get_num_threads
+from fastnn._engine.config import get_num_threads
 from fastnn._kernels import _sgd
 
 __all__ = ["LinearRegression", "LogisticRegression", "Perceptron", "SGDClassifier", "SGDRegressor"]
@@ -162,9 +163,9 @@ def _plain_sgd(X, y, sample_weight, coef, intercept, avg_coef, avg_intercept, *,
     Returns (intercept, avg_intercept, n_iter, n_updates).
     """
     dtype = X.dtype
-    loss_code = _sgd.LOSSES[loss]
-    penalty_code = _sgd.PENALTIES[penalty]
-    lr_code = _sgd.LEARNING_RATES[learning_rate]
+    loss_code = codes.SGD_LOSSES[loss]
+    penalty_code = codes.SGD_PENALTIES[penalty]
+    lr_code = codes.SGD_LEARNING_RATES[learning_rate]
     n_features = X.shape[1]
     l1 = penalty in ("l1", "elasticnet")
     q = np.zeros(n_features if l1 else 0, dtype=dtype)

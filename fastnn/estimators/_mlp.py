@@ -68,17 +68,20 @@ try:  # scikit-learn >= 1.6
 except ImportError:  # pragma: no cover - older scikit-learn
     _sk_validate_data = None
 
-from fastnn._config import n_threads_for
+from fastnn._engine.config import n_threads_for
+from fastnn._engine import codes
 from fastnn._kernels import _data, _dense, _loss, _optim
 
 __all__ = ["MLPClassifier", "MLPRegressor"]
 
-_HIDDEN_ACT = {"identity": 0, "relu": 1, "logistic": 3, "tanh": 4}
+# scikit-learn's activation names -> kernel codes
+_HIDDEN_ACT = {name: codes.ACTIVATIONS[kernel] for name, kernel in
+               (("identity", "identity"), ("relu", "relu"), ("logistic", "sigmoid"), ("tanh", "tanh"))}
 _SOLVERS = ("lbfgs", "sgd", "adam")
 _STOCHASTIC = ("sgd", "adam")
-_LOGISTIC_LOSS = _loss.ELEM_LOSSES["logistic"]
-_MSE_LOSS = _loss.ELEM_LOSSES["mse"]
-_L2 = 1
+_LOGISTIC_LOSS = codes.ELEM_LOSSES["logistic"]
+_MSE_LOSS = codes.ELEM_LOSSES["mse"]
+_L2 = codes.PENALTIES["l2"]
 
 
 # ---------------------------------------------------------------------------

@@ -2,26 +2,18 @@
 import numpy as np
 
 from fastnn import _checks as C
-from fastnn import ops
+from fastnn._engine import conv as econv
+from fastnn._engine.buffers import Buffers, owned_empty
 from fastnn._kernels import _conv
-from fastnn.nn.layers import _Buffers
-from fastnn.nn.module import Module, Parameter, check_grad_y, owned_empty
+from fastnn.nn.module import Module, Parameter
 
 
 def _check_x(x, dtype, channels, who):
-    if not isinstance(x, np.ndarray):
-        raise TypeError(f"{who} expects a numpy array. Received: {type(x).__name__}")
-    if dtype is not None and x.dtype != dtype:
-        raise TypeError(
-            f"{who} expects {dtype} input (the layer's dtype); received {x.dtype}. "
-            f"Convert with x.astype(np.{dtype}) or build the model with dtype=np.{x.dtype}"
-        )
-    if dtype is None and x.dtype not in C.FLOAT_DTYPES:
-        raise TypeError(f"{who} expects float32 or float64 input. Received: {x.dtype}")
+    x = C.layer_input(x, dtype, who)
     if x.ndim != 4 or (channels is not None and x.shape[1] != channels):
         ch = channels if channels is not None else "C"
         raise ValueError(f"{who} expects input of shape (N, {ch}, H, W). Received: {x.shape}")
-    return x if x.flags.c_contiguous else np.ascontiguousarray(x)
+    return x
 
 
 class Conv2d(Module):
@@ -48,21 +40,21 @@ class Conv2d(Module):
     inside Sequential); 3x3 stride-1 convs with at least 12 input channels use
     Winograd F(2x2, 3x3) instead (2.25x fewer multiplies), and other stride-1
     convs with suitable row widths a direct kernel (measured faster there; see
-    ``fastnn.ops.WINOGRAD`` and ``fastnn.ops.DIRECT``).  With several threads (``fastnn.set_num_threads``) each thread
+    ``fastnn._engine.conv``).  With several threads (``fastnn.set_num_threads``) each thread
     runs a part of the batch.  Buffers are kept per input shape: a training step
     after the first allocates nothing.
     """
 
-    _splits_batch = True   # see fastnn._parallel and Sequential
+    _splits_batch = True   # see fastnn._engine.parallel and Sequential
 
     def __init__(self, in_channels, out_channels, kernel_size, stride=1, padding=0, bias=True, *,
                  dtype=np.float32, seed=None):
         super().__init__()
         self.in_channels = C.positive_int(in_channels, "in_channels")
         self.out_channels = C.positive_int(out_channels, "out_channels")
-        self.kernel_size = ops._pair(kernel_size, "kernel_size", 1)
-        self.stride = ops._pair(stride, "stride", 1)
-        self.padding = ops._pair(padding, "padding", 0)
+        self.kernel_size = C.int_pair(kernel_size, "kernel_size", 1)
+        self.stride = C.int_pair(stride, "stride", 1)
+        self.padding = C.int_pair(padding, "padding", 0)
         dt = C.float_dtype(dtype)
         rng = np.random.default_rng(seed)
         kh, kw = self.kernel_size
@@ -73,7 +65,7 @@ class Conv2d(Module):
             self.bias = Parameter(rng.uniform(-bound, bound, self.out_channels).astype(dt))
         else:
             self.bias = None
-        object.__setattr__(self, "_bufs", _Buffers())
+        object.__setattr__(self, "_bufs", Buffers())
         object.__setattr__(self, "_saved", None)
 
     def extra_repr(self):
@@ -89,18 +81,21 @@ class Conv2d(Module):
         gradient with respect to the input (a new array)."""
         return self._backward(grad_y, True, public=True)
 
-    def _forward(self, x, act=0, slope=0.0, public=False):
+    def _takes_activation(self):
+        return True
+
+    def _forward(self, x, act=econv.IDENTITY, slope=0.0, public=False):
         w = self.weight.data
         x = _check_x(x, w.dtype, self.in_channels, "Conv2d")
-        k, oh, ow = ops._conv_geometry(x.shape, w.shape, self.stride, self.padding)
+        k, oh, ow = C.conv_geometry(x.shape, w.shape, self.stride, self.padding)
         shape = (x.shape[0], self.out_channels, oh, ow)
         # the public forward writes into an array the caller owns (no copy); the
         # layer keeps it only when backward needs it (a fused activation)
         y = owned_empty(self, "forward", shape, w.dtype) if public else self._bufs.get("y", shape, w.dtype)
         b = self.bias.data if self.bias is not None else None
-        st = ops._conv_forward_into(x, w, b, self.stride, self.padding, oh, ow, self._bufs, y, act,
+        st = econv.forward_into(x, w, b, self.stride, self.padding, oh, ow, self._bufs, y, act,
                                     slope)
-        object.__setattr__(self, "_saved", (x.shape, y if act != 0 else None, st, act, slope, shape))
+        object.__setattr__(self, "_saved", (x.shape, y if act != econv.IDENTITY else None, st, act, slope, shape))
         return y
 
     def _backward(self, grad_y, need_input_grad=True, public=False):
@@ -108,11 +103,11 @@ class Conv2d(Module):
             raise RuntimeError("Conv2d.backward() called before forward()")
         x_shape, y, st, act, slope, y_shape = self._saved
         w = self.weight.data
-        grad_y = check_grad_y(grad_y, y_shape, w.dtype)
+        grad_y = C.grad_output(grad_y, y_shape, w.dtype)
         gw, gw_acc = self.weight._grad_target()
         gb, gb_acc = (None, False) if self.bias is None else self.bias._grad_target()
         gx = owned_empty(self, "backward", x_shape, w.dtype) if public and need_input_grad else None
-        return ops._conv_backward_into(grad_y, y, x_shape, w, self.stride, self.padding, st,
+        return econv.backward_into(grad_y, y, x_shape, w, self.stride, self.padding, st,
                                        self._bufs, gw, gw_acc, gb, gb_acc, need_input_grad, act,
                                        slope, gx)
 
@@ -120,8 +115,8 @@ class Conv2d(Module):
 class _Pool2d(Module):
     def __init__(self, kernel_size, stride=None, padding=0):
         super().__init__()
-        self.kernel_size, self.stride, self.padding = ops._pool_args(kernel_size, stride, padding)
-        object.__setattr__(self, "_bufs", _Buffers())
+        self.kernel_size, self.stride, self.padding = C.pool_args(kernel_size, stride, padding)
+        object.__setattr__(self, "_bufs", Buffers())
         object.__setattr__(self, "_saved", None)
 
     def extra_repr(self):
@@ -129,12 +124,12 @@ class _Pool2d(Module):
 
     def _out(self, x):
         x = _check_x(x, None, None, type(self).__name__)
-        shape = ops._pool_output_shape(x.shape, self.kernel_size, self.stride, self.padding,
+        shape = C.pool_output_shape(x.shape, self.kernel_size, self.stride, self.padding,
                                        type(self).__name__)
         return x, self._bufs.get("y", shape, x.dtype)
 
     def _work(self, y):
-        return ops._conv_threads(y.size * self.kernel_size[0] * self.kernel_size[1])
+        return econv.pass_threads(y.size * self.kernel_size[0] * self.kernel_size[1])
 
 
 class MaxPool2d(_Pool2d):
@@ -161,11 +156,11 @@ class MaxPool2d(_Pool2d):
         if self._saved is None:
             raise RuntimeError("MaxPool2d.backward() called before forward()")
         shape, y, idx = self._saved
-        grad_y = check_grad_y(grad_y, y.shape, y.dtype)
+        grad_y = C.grad_output(grad_y, y.shape, y.dtype)
         if not need_input_grad:
             return None
         gx = self._bufs.get("gx", shape, y.dtype)
-        _conv.max_pool2d_backward(grad_y, idx, gx, ops._conv_threads(gx.size))
+        _conv.max_pool2d_backward(grad_y, idx, gx, econv.pass_threads(gx.size))
         return gx
 
 
@@ -197,7 +192,7 @@ class AvgPool2d(_Pool2d):
         if self._saved is None:
             raise RuntimeError("AvgPool2d.backward() called before forward()")
         shape, y = self._saved
-        grad_y = check_grad_y(grad_y, y.shape, y.dtype)
+        grad_y = C.grad_output(grad_y, y.shape, y.dtype)
         if not need_input_grad:
             return None
         gx = self._bufs.get("gx", shape, y.dtype)

@@ -2,43 +2,19 @@
 import numpy as np
 
 from fastnn import _checks as C
-from fastnn import _parallel
-from fastnn._config import n_threads_for
+from fastnn._engine import codes, dense
+from fastnn._engine.buffers import Buffers
+from fastnn._engine.config import n_threads_for
 from fastnn._kernels import _dense
-from fastnn.nn.module import Module, Parameter, check_grad_y
-
-_MAX_BUFFER_SETS = 8
-
-
-class _Buffers:
-    """Per-layer work arrays keyed by (name, shape, dtype): allocated once, reused."""
-
-    __slots__ = ("_d",)
-
-    def __init__(self):
-        self._d = {}
-
-    def get(self, name, shape, dtype):
-        key = (name, shape, dtype)
-        a = self._d.get(key)
-        if a is None:
-            if len(self._d) >= 4 * _MAX_BUFFER_SETS:
-                self._d.clear()  # many batch shapes seen: don't grow without bound
-            a = self._d[key] = np.empty(shape, dtype)
-        return a
+from fastnn.nn.module import Module, Parameter
 
 
 def _check_input(x, dtype, features, who):
-    if not isinstance(x, np.ndarray):
-        raise TypeError(f"{who} expects a numpy array. Received: {type(x).__name__}")
-    if x.dtype != dtype:
-        raise TypeError(
-            f"{who} expects {dtype} input (the layer's dtype); received {x.dtype}. "
-            f"Convert with x.astype(np.{dtype}) or build the model with dtype=np.{x.dtype}"
-        )
+    x = C.layer_input(x, dtype, who)
     if x.ndim != 2 or (features is not None and x.shape[1] != features):
         expected = f"(n_samples, {features})" if features is not None else "(n_samples, n_features)"
         raise ValueError(f"{who} expects input of shape {expected}. Received: {x.shape}")
+    return x
 
 
 class Linear(Module):
@@ -76,21 +52,17 @@ class Linear(Module):
             self.bias = Parameter(rng.uniform(-bound, bound, self.out_features).astype(dt))
         else:
             self.bias = None
-        object.__setattr__(self, "_bufs", _Buffers())
+        object.__setattr__(self, "_bufs", Buffers())
         object.__setattr__(self, "_saved", None)
 
     def extra_repr(self):
         return f"in_features={self.in_features}, out_features={self.out_features}, bias={self.bias is not None}"
 
-    def _forward(self, x, act=0, slope=0.0):
+    def _forward(self, x, act=dense.IDENTITY, slope=0.0):
         w = self.weight.data
-        _check_input(x, w.dtype, self.in_features, "Linear")
-        n = x.shape[0]
-        y = self._bufs.get("y", (n, self.out_features), w.dtype)
-        _parallel.matmul(x, w.T, y)
-        b = self.bias.data if self.bias is not None else None
-        if b is not None or act != 0:
-            _dense.bias_act_forward(y, b, act, slope, n_threads_for(y.size))
+        x = _check_input(x, w.dtype, self.in_features, "Linear")
+        y = self._bufs.get("y", (x.shape[0], self.out_features), w.dtype)
+        dense.linear_forward(x, w, None if self.bias is None else self.bias.data, y, act, slope)
         object.__setattr__(self, "_saved", (x, y, act, slope))
         return y
 
@@ -99,30 +71,15 @@ class Linear(Module):
             raise RuntimeError("Linear.backward() called before forward()")
         x, y, act, slope = self._saved
         w = self.weight.data
-        grad_y = check_grad_y(grad_y, y.shape, w.dtype)
-        nt = n_threads_for(y.size)
+        grad_y = C.grad_output(grad_y, y.shape, w.dtype)
         gb, gb_acc = (None, False) if self.bias is None else self.bias._grad_target()
-        if act == 0:
-            gz = grad_y
-            if gb is not None:
-                _dense.act_backward_bias(gz, None, None, gb, gb_acc, 0, 0.0, nt)
-        else:
-            gz = self._bufs.get("gz", y.shape, w.dtype)
-            _dense.act_backward_bias(grad_y, y, gz, gb, gb_acc, act, slope, nt)
         gw, gw_acc = self.weight._grad_target()
-        # grad_weight.T = x.T @ grad_z, written through the transposed view so
-        # that a Fortran-ordered weight gets a C-ordered (BLAS-friendly) output.
-        if gw_acc:
-            tmp = self._bufs.get("gwT", (w.shape[1], w.shape[0]), w.dtype)
-            _parallel.matmul(x.T, gz, tmp)
-            np.add(gw.T, tmp, out=gw.T)
-        else:
-            _parallel.matmul(x.T, gz, gw.T)
-        if not need_input_grad:
-            return None
-        gx = self._bufs.get("gx", x.shape, w.dtype)
-        _parallel.matmul(gz, w, gx)
-        return gx
+        gx = self._bufs.get("gx", x.shape, w.dtype) if need_input_grad else None
+        return dense.linear_backward(grad_y, x, w, y, act, slope, gw, gw_acc, gb, gb_acc, gx,
+                                     self._bufs)
+
+    def _takes_activation(self):
+        return True
 
 
 class _Activation(Module):
@@ -132,18 +89,16 @@ class _Activation(Module):
 
     def __init__(self, negative_slope=0.0):
         super().__init__()
-        object.__setattr__(self, "_code", _dense.ACTIVATIONS[self._name])
+        object.__setattr__(self, "_code", codes.ACTIVATIONS[self._name])
         object.__setattr__(self, "_slope", float(negative_slope))
-        object.__setattr__(self, "_bufs", _Buffers())
+        object.__setattr__(self, "_bufs", Buffers())
         object.__setattr__(self, "_saved", None)
 
+    def _epilogue(self):
+        return self._code, self._slope
+
     def _forward(self, x):
-        if not isinstance(x, np.ndarray):
-            raise TypeError(f"{type(self).__name__} expects a numpy array. Received: {type(x).__name__}")
-        if x.dtype not in C.FLOAT_DTYPES:
-            raise TypeError(f"{type(self).__name__} expects float32 or float64 input. Received: {x.dtype}")
-        if not x.flags.c_contiguous:
-            x = np.ascontiguousarray(x)
+        x = C.layer_input(x, None, type(self).__name__)
         y = self._bufs.get("y", x.shape, x.dtype)
         _dense.act_forward(x.reshape(-1), y.reshape(-1), self._code, self._slope, n_threads_for(x.size))
         object.__setattr__(self, "_saved", y)
@@ -153,7 +108,7 @@ class _Activation(Module):
         y = self._saved
         if y is None:
             raise RuntimeError(f"{type(self).__name__}.backward() called before forward()")
-        grad_y = check_grad_y(grad_y, y.shape, y.dtype)
+        grad_y = C.grad_output(grad_y, y.shape, y.dtype)
         if not need_input_grad:
             return None
         gx = self._bufs.get("gx", y.shape, y.dtype)
@@ -183,6 +138,10 @@ class LeakyReLU(_Activation):
 
     def __init__(self, negative_slope=0.01):
         super().__init__(C.real(negative_slope, "negative_slope", low=0.0))
+
+    @property
+    def negative_slope(self):
+        return self._slope
 
     def extra_repr(self):
         return f"negative_slope={self._slope}"
@@ -234,8 +193,13 @@ class Dropout(Module):
             seed = int(np.random.SeedSequence().entropy)
         object.__setattr__(self, "_seed", int(seed) & _MASK64)
         object.__setattr__(self, "_calls", 0)
-        object.__setattr__(self, "_bufs", _Buffers())
+        object.__setattr__(self, "_bufs", Buffers())
         object.__setattr__(self, "_saved", None)
+
+    @property
+    def seed(self):
+        """The seed of the masks (drawn from the OS when the constructor got None)."""
+        return self._seed
 
     def extra_repr(self):
         return f"p={self.p}"
@@ -273,7 +237,7 @@ class Dropout(Module):
         if self._saved is None:
             raise RuntimeError("Dropout.backward() called before forward()")
         key, shape, dtype = self._saved
-        grad_y = check_grad_y(grad_y, shape, dtype)
+        grad_y = C.grad_output(grad_y, shape, dtype)
         if not need_input_grad:
             return None
         if key is None:

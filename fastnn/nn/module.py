@@ -1,67 +1,25 @@
-"""Parameter, Module and Sequential.
+"""Parameter, Module and Sequential, and the buffered forward protocol.
 
 A Module's public ``forward``/``backward`` return arrays the caller owns.  The
-built-in layers implement ``_forward``/``_backward``, which work in per-layer
-buffers (keyed by batch shape) and return them; ``fit`` and Sequential chain
-these directly, so a training step after the first allocates nothing.  User
-subclasses implement ``forward``/``backward`` as usual and still compose.
+built-in layers implement ``_forward(x)``/``_backward(grad_y, need_input_grad)``,
+which work in per-layer buffers (keyed by batch shape) and return them;
+Sequential and ``fit`` chain these through :func:`forward_step` and
+:func:`backward_step`, so a training step after the first allocates nothing.
+A class that overrides ``forward`` (or ``backward``) below the class that
+defines ``_forward`` (``_backward``), e.g. a user's subclass of ``ReLU``, is
+called through its own method instead, so the override is always honoured.
+
+Fusion: a layer whose ``_takes_activation()`` is true (Linear, Conv2d) applies a
+following module's ``_epilogue()`` (an activation's kernel code and slope) in
+its own bias epilogue; Sequential asks the two modules, it matches no types.
 """
-import sys
 from collections import OrderedDict
 
 import numpy as np
 
 from fastnn import _checks as C
-from fastnn import _parallel
-
-
-_POOL_MAX = 3
-
-
-def owned_empty(owner, slot, shape, dtype):
-    """An array the caller will own, recycled when possible (contents undefined).
-
-    ``owner`` keeps up to _POOL_MAX earlier results per (slot, shape, dtype); one
-    is reused only when nothing outside the pool references it any more (no
-    variable, view or exported buffer: its reference count is the pool's own),
-    so an array a user still holds is never written again.  Reusing saves the
-    page faults of a fresh large allocation.
-    """
-    pools = owner.__dict__.get("_out_pools")
-    if pools is None:
-        pools = {}
-        object.__setattr__(owner, "_out_pools", pools)
-    key = (slot, tuple(shape), np.dtype(dtype))
-    pool = pools.get(key)
-    if pool is None:
-        pool = pools[key] = []
-    for out in pool:
-        # references: the pool list, the loop variable and getrefcount's argument
-        if sys.getrefcount(out) == 3:
-            return out
-    out = np.empty(shape, dtype)
-    if len(pool) < _POOL_MAX:
-        pool.append(out)
-    return out
-
-
-def owned_copy(owner, slot, a):
-    """A copy of ``a`` that the caller owns, in a recycled array when possible
-    (see :func:`owned_empty`; reusing saves page faults that cost more than the copy)."""
-    out = owned_empty(owner, slot, a.shape, a.dtype)
-    np.copyto(out, a)
-    return out
-
-
-def check_grad_y(grad_y, shape, dtype):
-    """Validate the gradient passed to a layer's backward: an ndarray of the
-    forward output's shape and dtype.  Returns it C-contiguous."""
-    if not isinstance(grad_y, np.ndarray) or grad_y.shape != tuple(shape):
-        raise ValueError(f"grad_y must have the output's shape {tuple(shape)}. "
-                         f"Received: {getattr(grad_y, 'shape', type(grad_y).__name__)}")
-    if grad_y.dtype != dtype:
-        raise TypeError(f"grad_y must have dtype {dtype}. Received: {grad_y.dtype}")
-    return grad_y if grad_y.flags.c_contiguous else np.ascontiguousarray(grad_y)
+from fastnn._engine import parallel
+from fastnn._engine.buffers import owned_copy
 
 
 class Parameter:
@@ -141,12 +99,42 @@ class Parameter:
         return f"Parameter(shape={self.data.shape}, dtype={self.data.dtype})"
 
 
+def _native(cls, public, buffered):
+    """True when ``cls.<public>`` is defined at or above the class defining ``cls.<buffered>``
+    (so the buffered method is what the public one runs)."""
+    mro = cls.__mro__
+    where = {name: next(i for i, k in enumerate(mro) if name in k.__dict__)
+             for name in (public, buffered)}
+    return where[public] >= where[buffered]
+
+
+def forward_step(module, x):
+    """``module``'s forward in its own buffers (its ``forward`` when a subclass overrides it)."""
+    return module._forward(x) if module._native_forward else module.forward(x)
+
+
+def backward_step(module, grad_y, need_input_grad=True):
+    """``module``'s backward in its own buffers (its ``backward`` when a subclass overrides it);
+    with ``need_input_grad=False`` a built-in layer may skip the input gradient and return None."""
+    if module._native_backward:
+        return module._backward(grad_y, need_input_grad)
+    return module.backward(grad_y)
+
+
 class Module:
     """Base class of layers and models.
 
     Subclasses set Parameters and sub-Modules as attributes (registered in order)
     and implement ``forward(x)`` and ``backward(grad_y)``.
     """
+
+    _native_forward = True
+    _native_backward = True
+
+    def __init_subclass__(cls, **kwargs):
+        super().__init_subclass__(**kwargs)
+        cls._native_forward = _native(cls, "forward", "_forward")
+        cls._native_backward = _native(cls, "backward", "_backward")
 
     def __init__(self):
         object.__setattr__(self, "_parameters", OrderedDict())
@@ -200,6 +188,16 @@ class Module:
 
     def __call__(self, x):
         return self.forward(x)
+
+    def _takes_activation(self):
+        """Whether this layer can apply a following activation in its own epilogue
+        (its ``_forward`` then takes ``(x, code, slope)``)."""
+        return False
+
+    def _epilogue(self):
+        """(kernel code, slope) of this element-wise activation, for a preceding layer's
+        epilogue; None for modules that are not such an activation."""
+        return None
 
     # -- parameters & modes ---------------------------------------------------
     def named_parameters(self, prefix=""):
@@ -295,12 +293,22 @@ class Module:
         return "\n".join(lines) + ("\n)" if len(lines) > 1 else ")")
 
 
+def _fusable_epilogue(layer, nxt):
+    """The epilogue (code, slope) that ``layer`` takes over from the module after it, or None.
+    Only the built-in methods fuse: an overridden forward/backward on either side runs as is."""
+    if nxt is None or not (layer._native_forward and layer._native_backward
+                           and nxt._native_forward and nxt._native_backward):
+        return None
+    return nxt._epilogue() if layer._takes_activation() else None
+
+
 class Sequential(Module):
     """A chain of modules; ``Sequential(Linear, ReLU, Linear)`` as in torch.
 
     state_dict keys are ``"<index>.<name>"``.  A Linear or Conv2d followed
     directly by an activation module (ReLU, LeakyReLU, Sigmoid, Tanh) runs as one
-    fused layer: the activation is applied in the layer's bias epilogue.
+    fused layer: the activation is applied in the layer's bias epilogue (not when
+    either one is a subclass that overrides ``forward`` or ``backward``).
     """
 
     def __init__(self, *modules):
@@ -329,42 +337,32 @@ class Sequential(Module):
         return self
 
     def _build_plan(self):
-        from fastnn.nn.conv import Conv2d
-        from fastnn.nn.layers import Linear, _Activation
-
         mods = list(self._modules.values())
         plan, i = [], 0
         while i < len(mods):
             m = mods[i]
             nxt = mods[i + 1] if i + 1 < len(mods) else None
-            if type(m) in (Linear, Conv2d) and isinstance(nxt, _Activation):
-                plan.append((m, nxt))
-                i += 2
-            else:
-                plan.append((m, None))
-                i += 1
+            epi = _fusable_epilogue(m, nxt)
+            plan.append((m, epi))
+            i += 1 if epi is None else 2
         # Layers that split the batch across fastnn's threads (Conv2d) want BLAS on
-        # one thread around them: see fastnn._parallel.
+        # one thread around them: see fastnn._engine.parallel.
         self._single_blas = any(getattr(m, "_splits_batch", False) for m in self.modules())
         self._plan = plan
         return plan
 
     def _forward(self, x):
         plan = self._plan or self._build_plan()
-        with _parallel.blas_single_thread_if(self._single_blas):
-            for m, act in plan:
-                if act is not None:
-                    x = m._forward(x, act._code, act._slope)
-                else:
-                    x = m._forward(x)
+        with parallel.blas_single_thread_if(self._single_blas):
+            for m, epi in plan:
+                x = forward_step(m, x) if epi is None else m._forward(x, *epi)
         return x
 
     def _backward(self, grad_y, need_input_grad=True):
         plan = self._plan or self._build_plan()
         g = grad_y
         last = len(plan) - 1
-        with _parallel.blas_single_thread_if(self._single_blas):
+        with parallel.blas_single_thread_if(self._single_blas):
             for k in range(last, -1, -1):
-                m = plan[k][0]
-                g = m._backward(g, need_input_grad or k > 0)
+                g = backward_step(plan[k][0], g, need_input_grad or k > 0)
         return g

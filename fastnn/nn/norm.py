@@ -18,10 +18,10 @@ import numbers
 import numpy as np
 
 from fastnn import _checks as C
-from fastnn._config import n_threads_for
+from fastnn._engine.config import n_threads_for
 from fastnn._kernels import _norm
-from fastnn.nn.layers import _Buffers
-from fastnn.nn.module import Module, Parameter, check_grad_y
+from fastnn._engine.buffers import Buffers
+from fastnn.nn.module import Module, Parameter
 
 __all__ = ["BatchNorm1d", "BatchNorm2d", "LayerNorm", "GroupNorm", "InstanceNorm2d"]
 
@@ -34,12 +34,6 @@ def _momentum(momentum):
     if momentum is None:
         return None
     return C.real(momentum, "momentum", low=0.0, high=1.0)
-
-
-def _flag(value, name):
-    if not isinstance(value, (bool, np.bool_)):
-        raise TypeError(f"{name} must be True or False. Received: {value!r}")
-    return bool(value)
 
 
 def _grad_pair(weight, bias):
@@ -64,25 +58,17 @@ class _Norm(Module):
 
     def _setup(self, dtype):
         object.__setattr__(self, "_dtype", C.float_dtype(dtype))
-        object.__setattr__(self, "_bufs", _Buffers())
+        object.__setattr__(self, "_bufs", Buffers())
         object.__setattr__(self, "_saved", None)
 
     def _check_x(self, x):
-        who = type(self).__name__
-        if not isinstance(x, np.ndarray):
-            raise TypeError(f"{who} expects a numpy array. Received: {type(x).__name__}")
-        if x.dtype != self._dtype:
-            raise TypeError(
-                f"{who} expects {self._dtype} input (the layer's dtype); received {x.dtype}. "
-                f"Convert with x.astype(np.{self._dtype}) or build the layer with dtype=np.{x.dtype}"
-            )
-        return x
+        return C.layer_input(x, self._dtype, type(self).__name__)
 
     def _check_grad(self, grad_y):
         who = type(self).__name__
         if self._saved is None:
             raise RuntimeError(f"{who}.backward() called before forward()")
-        return check_grad_y(grad_y, self._saved[0], self._dtype)
+        return C.grad_output(grad_y, self._saved[0], self._dtype)
 
     def _affine_params(self, shape, affine, bias=True):
         if affine:
@@ -113,8 +99,8 @@ class _BatchNorm(_Norm):
         self.num_features = C.positive_int(num_features, "num_features")
         self.eps = _eps(eps)
         self.momentum = _momentum(momentum)
-        self.affine = _flag(affine, "affine")
-        self.track_running_stats = _flag(track_running_stats, "track_running_stats")
+        self.affine = C.flag(affine, "affine")
+        self.track_running_stats = C.flag(track_running_stats, "track_running_stats")
         self._affine_params((self.num_features,), self.affine)
         if self.track_running_stats:
             self.register_buffer("running_mean", np.zeros(self.num_features, self._dtype))
@@ -301,7 +287,7 @@ class GroupNorm(_SetNorm):
             raise ValueError(f"num_channels must be divisible by num_groups. Received: "
                              f"num_channels={self.num_channels}, num_groups={self.num_groups}")
         self.eps = _eps(eps)
-        self.affine = _flag(affine, "affine")
+        self.affine = C.flag(affine, "affine")
         self._affine_params((self.num_channels,), self.affine)
 
     def extra_repr(self):
@@ -352,8 +338,8 @@ class LayerNorm(_SetNorm):
         self.normalized_shape = tuple(C.positive_int(d, "normalized_shape entry") for d in normalized_shape)
         object.__setattr__(self, "_size", int(np.prod(self.normalized_shape)))
         self.eps = _eps(eps)
-        self.elementwise_affine = _flag(elementwise_affine, "elementwise_affine")
-        self._affine_params(self.normalized_shape, self.elementwise_affine, _flag(bias, "bias"))
+        self.elementwise_affine = C.flag(elementwise_affine, "elementwise_affine")
+        self._affine_params(self.normalized_shape, self.elementwise_affine, C.flag(bias, "bias"))
 
     def extra_repr(self):
         return f"{self.normalized_shape}, eps={self.eps}, elementwise_affine={self.elementwise_affine}"
@@ -405,8 +391,8 @@ class InstanceNorm2d(_SetNorm):
         self.num_features = C.positive_int(num_features, "num_features")
         self.eps = _eps(eps)
         self.momentum = _momentum(momentum)
-        self.affine = _flag(affine, "affine")
-        self.track_running_stats = _flag(track_running_stats, "track_running_stats")
+        self.affine = C.flag(affine, "affine")
+        self.track_running_stats = C.flag(track_running_stats, "track_running_stats")
         self._affine_params((self.num_features,), self.affine)
         if self.track_running_stats:
             self.register_buffer("running_mean", np.zeros(self.num_features, self._dtype))

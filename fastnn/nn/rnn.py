@@ -29,34 +29,22 @@ copies of the public ``forward``/``backward``.
 import numpy as np
 
 from fastnn import _checks as C
-from fastnn import _config, _parallel
+from fastnn._engine import config, parallel
 from fastnn._kernels import _rnn
-from fastnn.nn.layers import _Buffers
-from fastnn.nn.module import Module, Parameter, owned_copy
+from fastnn._engine.buffers import Buffers, owned_copy
+from fastnn.nn.module import Module, Parameter
 
 _NONLINEARITIES = ("tanh", "relu")
 
-# Batch split (on by default): with 2 threads, batch_first input, a batch of at
-# least 2 * BATCH_SPLIT_MIN_ROWS and enough work, the two halves of the batch
-# are independent recurrences: each runs the whole forward (and backward) on its
-# own thread, with BLAS on one thread each, in its own buffers; the weight and
-# bias gradients of the halves are added at the end.  Measured on the 2-core VM
-# (nearly idle), LSTM benchmark (batch 64, 50 steps, 64 -> 128), forward +
-# backward, median of 20: 14.0 and 15.4 ms split, 16.2 ms with every GEMM on
-# BLAS's 2 threads instead (torch.nn.LSTM 13.9 and 14.2 ms; 24.8-25.0 ms on one
-# thread).  A schedule with a worker thread for the sequence-wide GEMMs (input
-# projection, weight gradients) beside the chain of steps was also measured,
-# and was slower (best 16.6 ms).  Below BATCH_SPLIT_MIN_MACS multiply-adds the
-# thread handoff costs more than it saves.
+# Batch split (on by default): with several fastnn threads, batch_first input and enough
+# work, parts of the batch are independent recurrences: each part (one per thread, at
+# least BATCH_SPLIT_MIN_ROWS sequences) runs the whole forward and backward on its own
+# thread with BLAS on one thread, in its own buffers, which measured faster than
+# spreading each small per-step GEMM over BLAS's threads; the parts' weight and bias
+# gradients are added at the end.  Below BATCH_SPLIT_MIN_MACS the hand-off costs more.
 BATCH_SPLIT = True
 BATCH_SPLIT_MIN_ROWS = 8
 BATCH_SPLIT_MIN_MACS = 1 << 24
-
-def _bool(value, name):
-    if not isinstance(value, (bool, np.bool_)):
-        raise TypeError(f"{name} must be True or False. Received: {value!r}")
-    return bool(value)
-
 
 class _Recurrent(Module):
     """Shared parameters, validation, buffers and the time loops of RNN and LSTM."""
@@ -67,8 +55,8 @@ class _Recurrent(Module):
         super().__init__()
         self.input_size = C.positive_int(input_size, "input_size")
         self.hidden_size = C.positive_int(hidden_size, "hidden_size")
-        self.batch_first = _bool(batch_first, "batch_first")
-        bias = _bool(bias, "bias")
+        self.batch_first = C.flag(batch_first, "batch_first")
+        bias = C.flag(bias, "bias")
         dt = C.float_dtype(dtype)
         rng = np.random.default_rng(seed)
         gh = self._gates * self.hidden_size
@@ -82,7 +70,7 @@ class _Recurrent(Module):
         else:
             self.bias_ih_l0 = None
             self.bias_hh_l0 = None
-        object.__setattr__(self, "_bufs", _Buffers())
+        object.__setattr__(self, "_bufs", Buffers())
         object.__setattr__(self, "_saved", None)
         object.__setattr__(self, "grad_state0", None)
 
@@ -101,15 +89,8 @@ class _Recurrent(Module):
 
     # -- validation -----------------------------------------------------------------
     def _check_x(self, x):
-        dt = self.weight_ih_l0.data.dtype
         who = type(self).__name__
-        if not isinstance(x, np.ndarray):
-            raise TypeError(f"{who} expects a numpy array. Received: {type(x).__name__}")
-        if x.dtype != dt:
-            raise TypeError(
-                f"{who} expects {dt} input (the layer's dtype); received {x.dtype}. "
-                f"Convert with x.astype(np.{dt}) or build the layer with dtype=np.{x.dtype}"
-            )
+        x = C.layer_input(x, self.weight_ih_l0.data.dtype, who)
         layout = "(batch, seq_len, input_size)" if self.batch_first else "(seq_len, batch, input_size)"
         if x.ndim != 3:
             raise ValueError(f"{who} expects 3-D input of shape {layout}. Received shape {x.shape}")
@@ -134,21 +115,15 @@ class _Recurrent(Module):
         return s.reshape(n, self.hidden_size)
 
     def _check_grad_output(self, grad_output, y_shape, dt):
-        if not isinstance(grad_output, np.ndarray) or grad_output.shape != y_shape:
-            raise ValueError(f"grad_output must have the output's shape {y_shape}. "
-                             f"Received: {getattr(grad_output, 'shape', type(grad_output).__name__)}")
-        if grad_output.dtype != dt:
-            raise TypeError(f"grad_output must have dtype {dt}. Received: {grad_output.dtype}")
-        if not grad_output.flags.c_contiguous:
-            grad_output = np.ascontiguousarray(grad_output)
-        return grad_output
+        return C.grad_output(grad_output, y_shape, dt, "grad_output")
 
     # -- the time loops -------------------------------------------------------------
     def _run_forward(self, x, n, t, h0, c0):
         """Forward over the sequence; h0/c0: (n, H) or None (zeros).  Returns the
         output (user layout) and h_n (and c_n), views of the layer's buffers."""
         H = self.hidden_size
-        if not self._use_split(n, t):
+        ranges = self._split_ranges(n, t)
+        if len(ranges) == 1:
             saved = self._forward_part(self._bufs, x, n, t, h0, c0, None)
             object.__setattr__(self, "_saved", ("one", saved, n, t, x.shape))
             _, _, cs, _, y, _, _ = saved
@@ -158,47 +133,51 @@ class _Recurrent(Module):
                 h_n = y[(t - 1) * n:]
             c_n = None if cs is None else cs[(t - 1) * n:]
         else:
-            # batch split: two independent halves of the batch, one per thread
-            # (BLAS on one thread each); batch_first only, where a half of x and
-            # of the output is one contiguous block of rows
-            n2 = n // 2
+            # batch split: independent parts of the batch, one per thread (BLAS on one
+            # thread each); batch_first only, where a part of x and of the output is one
+            # contiguous block of rows
             y = self._bufs.get("y_split", (n * t, H), x.dtype)
-            bufs = (self._bufs, self._bufs_b())
+            bufs = [self._part_bufs(k) for k in range(len(ranges))]
 
-            def part(k):
-                lo, hi = (0, n2) if k == 0 else (n2, n)
+            def part(k, lo, hi):
                 return self._forward_part(bufs[k], x[lo:hi], hi - lo, t,
                                           None if h0 is None else h0[lo:hi],
                                           None if c0 is None else c0[lo:hi], y[lo * t:hi * t])
 
-            saved_a, saved_b = _parallel.run(lambda k, lo, hi: part(k), [(0, n2), (n2, n)])
-            object.__setattr__(self, "_saved", ("split", (saved_a, saved_b), n, t, x.shape))
+            saved = parallel.run(part, ranges)
+            object.__setattr__(self, "_saved", ("split", (saved, ranges), n, t, x.shape))
             h_n = y.reshape(n, t, H)[:, t - 1]
             c_n = None
-            if saved_a[2] is not None:
+            if saved[0][2] is not None:
                 c_n = self._bufs.get("c_n_split", (n, H), x.dtype)
-                c_n[:n2] = saved_a[2][(t - 1) * n2:]
-                c_n[n2:] = saved_b[2][(t - 1) * (n - n2):]
+                for (lo, hi), sv in zip(ranges, saved):
+                    c_n[lo:hi] = sv[2][(t - 1) * (hi - lo):]
         return y.reshape(x.shape[:2] + (H,)), h_n.reshape(1, n, H), \
             (None if c_n is None else c_n.reshape(1, n, H))
 
-    def _bufs_b(self):
-        b = self.__dict__.get("_bufs_second")
-        if b is None:
-            b = _Buffers()
-            object.__setattr__(self, "_bufs_second", b)
-        return b
+    def _part_bufs(self, k):
+        """The buffers of part k of a batch split (part 0: the layer's own)."""
+        if k == 0:
+            return self._bufs
+        extra = self.__dict__.get("_bufs_parts")
+        if extra is None:
+            extra = []
+            object.__setattr__(self, "_bufs_parts", extra)
+        while len(extra) < k:
+            extra.append(Buffers())
+        return extra[k - 1]
 
-    def _use_split(self, n, t):
-        if not BATCH_SPLIT or not self.batch_first or n < 2 * BATCH_SPLIT_MIN_ROWS or _config._state["forked"]:
-            return False
+    def _split_ranges(self, n, t):
+        """Row ranges of the batch split: one per fastnn thread, each of at least
+        BATCH_SPLIT_MIN_ROWS sequences, when there is enough work (else one range)."""
+        if not BATCH_SPLIT or not self.batch_first:
+            return [(0, n)]
         G = self._gates * self.hidden_size
-        if n * t * G * (self.hidden_size + self.input_size) < BATCH_SPLIT_MIN_MACS:
-            return False
-        # exactly two threads: the split uses two threads with single-threaded BLAS, so
-        # on a machine given more threads BLAS's own threading is the better use of them
-        # (not measured here: the reference machine has two cores)
-        return _config.get_num_threads() == 2
+        ranges = parallel.parts(n, n * t * G * (self.hidden_size + self.input_size),
+                                BATCH_SPLIT_MIN_MACS)
+        if len(ranges) > 1 and n // len(ranges) < BATCH_SPLIT_MIN_ROWS:
+            ranges = parallel.split(n, max(1, n // BATCH_SPLIT_MIN_ROWS))
+        return ranges
 
     def _forward_part(self, b, x, n, t, h0, c0, y):
         """The forward of n sequences in the buffers b (y: the output rows in the
@@ -267,35 +246,32 @@ class _Recurrent(Module):
             if gx is not None:
                 gx = gx.transpose(1, 0, 2) if self.batch_first else gx
         else:
-            saved_a, saved_b = saved
-            n2 = saved_a[5]
+            parts_saved, ranges = saved
             b = self._bufs
             if need_input_grad:
                 gx = b.get("gx_split", x_shape, dt)
-            bufs = (b, self._bufs_b())
+            bufs = [self._part_bufs(k) for k in range(len(ranges))]
 
-            def part(k):
-                lo, hi = (0, n2) if k == 0 else (n2, n)
-                out = self._backward_part(bufs[k], (saved_a, saved_b)[k], gy[lo * t:hi * t],
+            def part(k, lo, hi):
+                out = self._backward_part(bufs[k], parts_saved[k], gy[lo * t:hi * t],
                                           need_input_grad, None if dh_init is None else dh_init[lo:hi],
                                           None if dc_init is None else dc_init[lo:hi])
-                if need_input_grad:   # each thread copies its half of grad_x
+                if need_input_grad:   # each thread copies its part of grad_x
                     np.copyto(gx[lo:hi], out[0].transpose(1, 0, 2))
                 return out
 
-            (_, dh_a, dc_a, gw, acc), (_, dh_b, dc_b, gw_b, acc_b) = _parallel.run(
-                lambda k, lo, hi: part(k), [(0, n2), (n2, n)])
-            np.add(gw, gw_b, out=gw)
-            if acc is not None:
-                np.add(acc, acc_b, out=acc)
+            outs = parallel.run(part, ranges)
+            gw, acc = outs[0][3], outs[0][4]
+            for out in outs[1:]:
+                np.add(gw, out[3], out=gw)
+                if acc is not None:
+                    np.add(acc, out[4], out=acc)
             dh0 = b.get("dh0_split", (n, H), dt)
-            dh0[:n2] = dh_a
-            dh0[n2:] = dh_b
-            dc0 = None
-            if dc_a is not None:
-                dc0 = b.get("dc0_split", (n, H), dt)
-                dc0[:n2] = dc_a
-                dc0[n2:] = dc_b
+            dc0 = None if outs[0][2] is None else b.get("dc0_split", (n, H), dt)
+            for (lo, hi), out in zip(ranges, outs):
+                dh0[lo:hi] = out[1]
+                if dc0 is not None:
+                    dc0[lo:hi] = out[2]
             if not need_input_grad:
                 gx = None
         self._store_weight_grads(gw)

@@ -9,8 +9,9 @@ was.
 """
 import numpy as np
 
+from fastnn._engine import codes
 from fastnn import _checks as C
-from fastnn._config import n_threads_for
+from fastnn._engine.config import n_threads_for
 from fastnn._kernels import _optim
 from fastnn.ops import adam_hp
 from fastnn.nn.module import Parameter
@@ -153,7 +154,7 @@ class Optimizer:
                     return False
         step = self.step_count + 1
         hp = self._scalars(step)
-        kind = _optim.KINDS[self._kind]
+        kind = codes.OPTIMIZERS[self._kind]
         for ps, gs, slots, f64 in lists:
             if not _optim.multi_update(kind, ps, gs, slots[0], slots[1], slots[2], f64, hp, n_threads,
                                        check_finite and len(lists) == 1):

@@ -18,7 +18,7 @@ import threading
 
 import numpy as np
 
-from fastnn import _config
+from fastnn._engine import config as _config
 
 _pool = {"executor": None, "workers": 0, "blas": None, "single": 0}
 _NO_CONTEXT = contextlib.nullcontext()
@@ -130,9 +130,9 @@ def split(n, parts):
 def parts(n, work, min_work):
     """Ranges of a batch of ``n`` items for :func:`run`: one per fastnn thread when
     there are several threads, at least 2 items and ``work >= min_work`` (and
-    not in a forked child, see fastnn._config); else one range."""
+    not in a forked child, see fastnn._engine.config); else one range."""
     t = _config.get_num_threads()
-    if t < 2 or n < 2 or work < min_work or _config._state["forked"]:
+    if t < 2 or n < 2 or work < min_work or _config.forked():
         return [(0, n)]
     return split(n, t)
 

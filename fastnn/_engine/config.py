@@ -9,13 +9,8 @@ import contextlib
 import numbers
 import os
 
-# Work (in elements) under which a memory-bound kernel runs on one thread.
-# Measured on the 2-core reference VM: waking a sleeping OpenMP thread costs
-# about 60 us, and right after a BLAS call the second core is still held by
-# OpenBLAS's spinning worker, so a 2-thread Adam step over 2M float32 elements
-# that follows a GEMM was no faster than 1 thread (1.38 vs 1.25 ms); on its own,
-# without the GEMM before it, 2 threads gave 1.6x at 2M elements.  Kernels over
-# less than about a million elements stay on the calling thread.
+# Work (in elements) under which a memory-bound kernel runs on the calling thread: waking
+# OpenMP threads, while OpenBLAS's worker still spins after a GEMM, costs more than it saves.
 PARALLEL_MIN_ELEMENTS = 1 << 22
 
 _state = {"n": None, "forked": False}
@@ -31,6 +26,30 @@ def _after_fork_in_child():
 
 if hasattr(os, "register_at_fork"):
     os.register_at_fork(after_in_child=_after_fork_in_child)
+
+
+_openmp = {}
+
+
+def has_private_openmp():
+    """True when fastnn runs on its own, privately named libgomp (a wheel repaired by
+    auditwheel puts it in fastnn_cpu.libs/), not on the system's shared libgomp.so.1."""
+    import glob
+
+    pkg = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    return bool(glob.glob(os.path.join(os.path.dirname(pkg), "fastnn_cpu.libs", "libgomp*")))
+
+
+def openmp_private():
+    """:func:`has_private_openmp`, computed once."""
+    if "private" not in _openmp:
+        _openmp["private"] = has_private_openmp()
+    return _openmp["private"]
+
+
+def forked():
+    """True in a process forked from a fastnn process (kernels then run on one thread)."""
+    return _state["forked"]
 
 
 def _env_threads():
@@ -55,6 +74,12 @@ def _default_threads():
     if env is not None:
         n = min(n, env)
     return max(1, n)
+
+
+def resolve_threads():
+    """fastnn's thread setting, resolved (the default on first use)."""
+    n = _state["n"]
+    return n if n is not None else get_num_threads()
 
 
 def _validate(n):
@@ -122,5 +147,4 @@ def n_threads_for(work):
     and always 1 in a process forked from a fastnn process)."""
     if work < PARALLEL_MIN_ELEMENTS or _state["forked"]:
         return 1
-    n = _state["n"]
-    return n if n is not None else get_num_threads()
+    return resolve_threads()

@@ -1,0 +1,198 @@
+"""The buffered forward protocol: user subclasses of built-in layers that override
+``forward``/``backward`` are honoured inside Sequential, fit and evaluate (and not fused)."""
+import numpy as np
+import pytest
+
+import fastnn as fn
+from fastnn import losses, nn, optim, train
+from fastnn.nn.module import backward_step, forward_step
+
+
+class DoubledReLU(nn.ReLU):
+    """relu(x) * 2, by overriding forward and backward of the built-in ReLU."""
+
+    calls = {"forward": 0, "backward": 0}
+
+    def forward(self, x):
+        DoubledReLU.calls["forward"] += 1
+        return super().forward(x) * 2
+
+    def backward(self, grad_y):
+        DoubledReLU.calls["backward"] += 1
+        return super().backward(grad_y * 2)
+
+
+class ScaledLinear(nn.Linear):
+    """A Linear whose output (and so its gradients) is scaled by 0.5."""
+
+    def forward(self, x):
+        return super().forward(x) * 0.5
+
+    def backward(self, grad_y):
+        return super().backward(grad_y * 0.5)
+
+
+class CountingLinear(nn.Linear):
+    """Overrides backward only: forward stays the built-in one."""
+
+    backward_calls = 0
+
+    def backward(self, grad_y):
+        CountingLinear.backward_calls += 1
+        return super().backward(grad_y)
+
+
+class PlainSubclass(nn.ReLU):
+    """No override: still the built-in methods, so still fusable."""
+
+
+def _data(n=24, d=5, c=3, seed=0):
+    rng = np.random.default_rng(seed)
+    return rng.standard_normal((n, d)), rng.integers(0, c, n)
+
+
+def test_plan_fuses_builtin_pairs_only():
+    plain = nn.Sequential(nn.Linear(5, 4, seed=0), nn.ReLU(), nn.Linear(4, 3, seed=1))
+    plan = plain._build_plan()
+    assert [epi is not None for _, epi in plan] == [True, False]
+    sub = nn.Sequential(nn.Linear(5, 4, seed=0), PlainSubclass(), nn.Linear(4, 3, seed=1))
+    assert [epi is not None for _, epi in sub._build_plan()] == [True, False]
+    for act in (DoubledReLU(), ):
+        m = nn.Sequential(nn.Linear(5, 4, seed=0), act, nn.Linear(4, 3, seed=1))
+        assert all(epi is None for _, epi in m._build_plan())
+        assert len(m._build_plan()) == 3
+    m = nn.Sequential(ScaledLinear(5, 4, seed=0), nn.ReLU())
+    assert all(epi is None for _, epi in m._build_plan())
+    m = nn.Sequential(CountingLinear(5, 4, seed=0), nn.ReLU())
+    assert all(epi is None for _, epi in m._build_plan())
+
+
+def _reference(model_layers, x, g):
+    """Forward and backward by calling each layer's public methods in order."""
+    h = x
+    for layer in model_layers:
+        h = layer.forward(h)
+    out = h.copy()
+    for layer in reversed(model_layers):
+        g = layer.backward(g)
+    return out, g
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_sequential_honours_overridden_activation(dtype):
+    x, _ = _data()
+    x = x.astype(dtype)
+    layers = [nn.Linear(5, 4, seed=0, dtype=dtype), DoubledReLU(), nn.Linear(4, 3, seed=1, dtype=dtype)]
+    ref_layers = [nn.Linear(5, 4, seed=0, dtype=dtype), DoubledReLU(), nn.Linear(4, 3, seed=1, dtype=dtype)]
+    model = nn.Sequential(*layers)
+    g = np.ones((x.shape[0], 3), dtype)
+    before = dict(DoubledReLU.calls)
+    y = model(x)
+    gx = model.backward(g)
+    assert DoubledReLU.calls["forward"] == before["forward"] + 1
+    assert DoubledReLU.calls["backward"] == before["backward"] + 1
+    want_y, want_gx = _reference(ref_layers, x, g)
+    np.testing.assert_allclose(y, want_y, rtol=1e-6)
+    np.testing.assert_allclose(gx, want_gx, rtol=1e-6)
+    # and the doubling is really there: the plain model gives half the hidden activation
+    plain = nn.Sequential(nn.Linear(5, 4, seed=0, dtype=dtype), nn.ReLU(), nn.Linear(4, 3, seed=1, dtype=dtype))
+    assert not np.allclose(plain(x), y)
+    for (name, p), (_, q) in zip(model.named_parameters(), nn.Sequential(*ref_layers).named_parameters()):
+        np.testing.assert_allclose(p.grad, q.grad, rtol=1e-6, err_msg=name)
+
+
+def test_sequential_honours_overridden_linear():
+    x, _ = _data()
+    x = x.astype(np.float32)
+    model = nn.Sequential(ScaledLinear(5, 4, seed=0), nn.Tanh(), nn.Linear(4, 3, seed=1))
+    ref = [ScaledLinear(5, 4, seed=0), nn.Tanh(), nn.Linear(4, 3, seed=1)]
+    g = np.full((x.shape[0], 3), 0.25, np.float32)
+    y = model(x)
+    gx = model.backward(g)
+    want_y, want_gx = _reference(ref, x, g)
+    np.testing.assert_allclose(y, want_y, rtol=1e-6)
+    np.testing.assert_allclose(gx, want_gx, rtol=1e-6)
+    np.testing.assert_allclose(model[0].weight.grad, ref[0].weight.grad, rtol=1e-6)
+
+
+def test_fit_and_evaluate_honour_overrides():
+    X, y = _data(n=40)
+    loss = losses.CrossEntropyLoss()
+
+    def run(act):
+        model = nn.Sequential(nn.Linear(5, 8, seed=0, dtype=np.float64), act,
+                              nn.Linear(8, 3, seed=1, dtype=np.float64))
+        opt = optim.SGD(model.parameters(), lr=0.1)
+        hist = train.fit(model, loss, opt, X, y, epochs=2, batch_size=8, seed=0, progress=False)
+        return model, hist
+
+    before = dict(DoubledReLU.calls)
+    model, hist = run(DoubledReLU())
+    assert DoubledReLU.calls["forward"] - before["forward"] == 2 * 5
+    assert DoubledReLU.calls["backward"] - before["backward"] == 2 * 5
+    plain, plain_hist = run(nn.ReLU())
+    assert hist.history["loss"] != plain_hist.history["loss"]
+    # a reference run by hand with the same order of minibatches gives the same weights
+    ref = nn.Sequential(nn.Linear(5, 8, seed=0, dtype=np.float64), DoubledReLU(),
+                        nn.Linear(8, 3, seed=1, dtype=np.float64))
+    opt = optim.SGD(ref.parameters(), lr=0.1)
+    rng = np.random.default_rng(0)
+    order = np.arange(40)
+    for _ in range(2):
+        rng.shuffle(order)
+        for s in range(5):
+            idx = order[s * 8:(s + 1) * 8]
+            opt.zero_grad()
+            loss(ref(X[idx]), y[idx])
+            ref.backward(loss.backward())
+            opt.step()
+    for (name, p), (_, q) in zip(model.named_parameters(), ref.named_parameters()):
+        np.testing.assert_allclose(p.data, q.data, rtol=1e-10, atol=1e-12, err_msg=name)
+    before = DoubledReLU.calls["forward"]
+    res = train.evaluate(model, loss, X, y, batch_size=16)
+    assert DoubledReLU.calls["forward"] - before == 3
+    logits = model(X)
+    want = loss(logits, y)
+    assert res["loss"] == pytest.approx(want, rel=1e-12)
+
+
+def test_fit_honours_backward_only_override():
+    X, y = _data(n=16)
+    CountingLinear.backward_calls = 0
+    model = nn.Sequential(CountingLinear(5, 4, seed=0, dtype=np.float64), nn.ReLU(),
+                          nn.Linear(4, 3, seed=1, dtype=np.float64))
+    train.fit(model, losses.CrossEntropyLoss(), optim.SGD(model.parameters(), lr=0.1), X, y,
+              epochs=1, batch_size=4, progress=False)
+    assert CountingLinear.backward_calls == 4
+
+
+def test_model_subclass_forward_honoured_by_fit():
+    """A Sequential subclass that overrides forward/backward: fit calls them."""
+    calls = []
+
+    class Tapped(nn.Sequential):
+        def forward(self, x):
+            calls.append("f")
+            return super().forward(x)
+
+        def backward(self, grad_y):
+            calls.append("b")
+            return super().backward(grad_y)
+
+    X, y = _data(n=12)
+    model = Tapped(nn.Linear(5, 3, seed=0, dtype=np.float64))
+    train.fit(model, losses.CrossEntropyLoss(), optim.SGD(model.parameters(), lr=0.1), X, y,
+              epochs=1, batch_size=4, progress=False)
+    assert calls == ["f", "b"] * 3
+
+
+def test_step_functions_dispatch():
+    relu = DoubledReLU()
+    x = np.array([[-1.0, 2.0]], np.float32)
+    np.testing.assert_array_equal(forward_step(relu, x), [[0.0, 4.0]])
+    np.testing.assert_array_equal(backward_step(relu, np.ones((1, 2), np.float32)), [[0.0, 2.0]])
+    plain = nn.ReLU()
+    np.testing.assert_array_equal(forward_step(plain, x), [[0.0, 2.0]])
+    assert backward_step(plain, np.ones((1, 2), np.float32), False) is None
+    assert fn.nn.ReLU._native_forward and not DoubledReLU._native_forward
+    assert PlainSubclass._native_forward and PlainSubclass._native_backward
