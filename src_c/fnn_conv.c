@@ -9,9 +9,7 @@
  *             gcols[n][K][P] = W^T @ gt[n]
  * The bias and activation are applied in place on y, and the activation
  * derivative and the bias-gradient sums are fused in one pass over grad_y.
- * (A (K, N*P) layout with one big GEMM was measured first: its GEMMs ran at
- * 30-45 GFLOP/s against 40-65 batched, and im2col into rows N*P long was 3-4x
- * slower than into each image's own block.)
+ * (This per-image layout measured faster than one (K, N*P) matrix and one big GEMM.)
  *
  * im2col / col2im work on one (image, channel) plane per call, so callers
  * parallelize over planes: col2im then accumulates into one input plane per
@@ -22,7 +20,7 @@
  * (index within the plane) for backward; a NaN in the window wins, as in torch. */
 /* no-trapping-math: see fnn_math.h.  fp-contract=fast: the build's -std=c99 turns
  * multiply-add contraction off, and the direct conv's inner loop is multiply-adds
- * (with FMA: N=64 3->32 32x32 k3 forward 2.5 -> 2.0 ms).  The rest of this file
+ * (FMA makes it measurably faster).  The rest of this file
  * computes no a*b+c whose rounding a test pins down. */
 #if defined(__GNUC__) && !defined(__clang__)
 #pragma GCC optimize("no-trapping-math", "fp-contract=fast")
@@ -109,9 +107,8 @@ FNN_CLONES void fnn_col2im_##SUF(const T *restrict cols, T *restrict gx, ptrdiff
  * The kernel keeps DIRECT_OB accumulator vectors of one output row segment in     \
  * registers and loads each input row segment once per DIRECT_OB FMAs, so for few  \
  * input channels (K = C*kh*kw small) it beats im2col + GEMM, whose GEMM streams   \
- * the column matrix for little work per element: N=64 3->32 32x32 k3 forward      \
- * 1.3-1.4 ms against 1.7-2.1 ms, N=64 16->32 16x16 k5 3.9 against 9.0 ms (1x1     \
- * kernels excepted: there im2col is a copy and GEMM wins).  Returns -1 when the   \
+ * the column matrix for little work per element (1x1 kernels excepted: there      \
+ * im2col is a copy and GEMM wins).  Returns -1 when the                           \
  * scratch cannot be allocated. */                                                  \
 FNN_CLONES int fnn_conv_direct_##SUF(const T *restrict x, const T *restrict w,              \
                                      const T *restrict b, T *restrict y, ptrdiff_t nimg,    \

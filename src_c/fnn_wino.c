@@ -25,10 +25,8 @@
  * TW = ceil(OW / 2)), images one after another.  Every transform therefore
  * loops over the channels innermost, with unit stride on both sides: it works
  * on one image at a time in a channels-last (HWC) copy of its plane, made or
- * read back by one transposition per image.  (The first version worked per
- * channel plane, vectorized over the 8 tiles of a tile row: loop overhead per
- * row made its transforms 1.1-2.6 ms each for N=64, 32->64 16x16, over a third
- * of the conv.)  The functions take nimg consecutive images (x, y in NCHW) and
+ * read back by one transposition per image (a per-plane version vectorized
+ * over a tile row was slower: loop overhead per row).  The functions take nimg consecutive images (x, y in NCHW) and
  * return -1 when their scratch plane cannot be allocated (nothing written),
  * else 0. */
 #if defined(__GNUC__) && !defined(__clang__)

@@ -550,10 +550,12 @@ def test_backward_without_input_grad(kind, batch_split, rng, assert_close, monke
 @pytest.mark.parametrize("kind", KINDS)
 @pytest.mark.parametrize("n", [2, 7], ids=["batch2", "batch7_uneven"])
 @pytest.mark.parametrize("with_state", [False, True], ids=["zero_state", "given_state"])
-def test_batch_split_matches_reference(kind, n, with_state, dtype, rng, assert_close, monkeypatch):
-    """With 2 threads and enough work (forced here), the two halves of the batch
-    run on two threads in their own buffers: same outputs and gradients, the
-    parameter gradients of both halves summed and accumulated."""
+@pytest.mark.parametrize("threads", [2, 3, 4])
+def test_batch_split_matches_reference(kind, n, with_state, threads, dtype, rng, assert_close,
+                                       monkeypatch):
+    """With several threads and enough work (forced here), parts of the batch (one per
+    thread, at most one per sequence) run on the threads in their own buffers: same
+    outputs and gradients, the parameter gradients of the parts summed and accumulated."""
     from fastnn.nn import rnn as rnn_mod
 
     monkeypatch.setattr(rnn_mod, "BATCH_SPLIT_MIN_MACS", 0)
@@ -567,9 +569,10 @@ def test_batch_split_matches_reference(kind, n, with_state, dtype, rng, assert_c
     ghn = rng.standard_normal((1, n, h)).astype(dtype) if with_state else None
     gcn = rng.standard_normal((1, n, h)).astype(dtype) if with_state else None
     lstm = kind == "lstm"
-    with fn.threads(2):
+    with fn.threads(threads):
         y, hn, cn = run_forward(m, kind, x, h0, c0 if lstm else None)
         assert m._saved[0] == "split"
+        assert len(m._saved[1][1]) == min(threads, n)   # the parts' row ranges
         gx, gh0, gc0 = run_backward(m, kind, gy, ghn, gcn if lstm else None)
         run_forward(m, kind, x, h0, c0 if lstm else None)
         assert m._backward(gy, False, (ghn, gcn) if lstm else ghn) is None
@@ -585,3 +588,18 @@ def test_batch_split_matches_reference(kind, n, with_state, dtype, rng, assert_c
         assert_close(m.grad_state0[1], rgc0, scale=30)
     for (name, p), rg in zip(m.named_parameters(), rgrads):
         assert_close(p.grad, 2 * rg, scale=100, err_msg=name)
+
+
+def test_batch_split_parts_keep_min_rows(monkeypatch):
+    """Each part holds at least BATCH_SPLIT_MIN_ROWS sequences, at any thread count."""
+    from fastnn.nn import rnn as rnn_mod
+
+    monkeypatch.setattr(rnn_mod, "BATCH_SPLIT_MIN_MACS", 0)
+    m = fn.nn.LSTM(4, 8, batch_first=True)
+    for threads, n, parts in ((2, 64, 2), (4, 64, 4), (8, 64, 8), (16, 64, 8), (16, 20, 2),
+                              (4, 15, 1), (1, 64, 1)):
+        with fn.threads(threads):
+            ranges = m._split_ranges(n, 10)
+        assert len(ranges) == parts, (threads, n)
+        assert ranges[0][0] == 0 and ranges[-1][1] == n
+        assert all(hi - lo >= rnn_mod.BATCH_SPLIT_MIN_ROWS for lo, hi in ranges) or parts == 1

@@ -88,17 +88,12 @@ def blas_single_thread_if(flag):
 
 
 # A model whose layers split the batch across fastnn's threads (Conv2d) runs its
-# forward and backward inside BlasSingleThread (see nn.Sequential): then its
-# GEMMs are either inside those parts, or a large one is split into row blocks
-# by :func:`matmul`, or a small one (a CNN's fully-connected head) runs on one
-# thread.  A multithreaded BLAS call in between would cost more than it saves:
-# OpenBLAS's idle workers spin for about 0.1 s after it (a conv split into two
-# parts took 1.95 ms when run 0.2 s after a 2-thread GEMM, 3.0 ms when run up to
-# 50 ms after it), holding the core that the part on fastnn's worker needs; and
-# switching BLAS between 1 and 2 threads around every layer made the later
-# 2-thread GEMMs wait for their worker to wake (an MLP epoch took twice as long).
-# LeNet-5 training step at 2 threads: 7.1-7.5 ms with the fc layers on BLAS's 2
-# threads between the conv parts, 4.7-5.3 ms with BLAS on one thread throughout.
+# forward and backward inside BlasSingleThread (see nn.Sequential): its GEMMs are then
+# inside those parts, split into row blocks by :func:`matmul` when large, or on one
+# thread when small.  A multithreaded BLAS call in between costs more than it saves:
+# OpenBLAS's idle workers spin for a while after it on the cores the parts need, and
+# switching BLAS's thread count around every layer makes the next GEMMs wait for
+# their workers to wake.  (Timings: benchmarks/README.md.)
 SPLIT_GEMM_MACS = 1 << 24
 
 
