@@ -70,6 +70,25 @@ class _Norm(Module):
             raise RuntimeError(f"{who}.backward() called before forward()")
         return C.grad_output(grad_y, self._saved[0], self._dtype)
 
+    def _per_channel_setup(self, num_features, eps, momentum, affine, track_running_stats, dtype):
+        """Arguments, affine parameters and running-statistics buffers of the batch and
+        instance norms (torch's names)."""
+        self._setup(dtype)
+        self.num_features = C.positive_int(num_features, "num_features")
+        self.eps = _eps(eps)
+        self.momentum = _momentum(momentum)
+        self.affine = C.flag(affine, "affine")
+        self.track_running_stats = C.flag(track_running_stats, "track_running_stats")
+        self._affine_params((self.num_features,), self.affine)
+        if self.track_running_stats:
+            self.register_buffer("running_mean", np.zeros(self.num_features, self._dtype))
+            self.register_buffer("running_var", np.ones(self.num_features, self._dtype))
+            self.register_buffer("num_batches_tracked", np.zeros((), np.int64))
+        else:
+            object.__setattr__(self, "running_mean", None)
+            object.__setattr__(self, "running_var", None)
+            object.__setattr__(self, "num_batches_tracked", None)
+
     def _affine_params(self, shape, affine, bias=True):
         if affine:
             self.weight = Parameter(np.ones(shape, self._dtype))
@@ -95,21 +114,7 @@ class _BatchNorm(_Norm):
     def __init__(self, num_features, eps=1e-5, momentum=0.1, affine=True, track_running_stats=True,
                  *, dtype=np.float32, seed=None):
         super().__init__()
-        self._setup(dtype)
-        self.num_features = C.positive_int(num_features, "num_features")
-        self.eps = _eps(eps)
-        self.momentum = _momentum(momentum)
-        self.affine = C.flag(affine, "affine")
-        self.track_running_stats = C.flag(track_running_stats, "track_running_stats")
-        self._affine_params((self.num_features,), self.affine)
-        if self.track_running_stats:
-            self.register_buffer("running_mean", np.zeros(self.num_features, self._dtype))
-            self.register_buffer("running_var", np.ones(self.num_features, self._dtype))
-            self.register_buffer("num_batches_tracked", np.zeros((), np.int64))
-        else:
-            object.__setattr__(self, "running_mean", None)
-            object.__setattr__(self, "running_var", None)
-            object.__setattr__(self, "num_batches_tracked", None)
+        self._per_channel_setup(num_features, eps, momentum, affine, track_running_stats, dtype)
 
     def extra_repr(self):
         return (f"{self.num_features}, eps={self.eps}, momentum={self.momentum}, affine={self.affine}, "
@@ -387,21 +392,7 @@ class InstanceNorm2d(_SetNorm):
     def __init__(self, num_features, eps=1e-5, momentum=0.1, affine=False, track_running_stats=False,
                  *, dtype=np.float32, seed=None):
         super().__init__()
-        self._setup(dtype)
-        self.num_features = C.positive_int(num_features, "num_features")
-        self.eps = _eps(eps)
-        self.momentum = _momentum(momentum)
-        self.affine = C.flag(affine, "affine")
-        self.track_running_stats = C.flag(track_running_stats, "track_running_stats")
-        self._affine_params((self.num_features,), self.affine)
-        if self.track_running_stats:
-            self.register_buffer("running_mean", np.zeros(self.num_features, self._dtype))
-            self.register_buffer("running_var", np.ones(self.num_features, self._dtype))
-            self.register_buffer("num_batches_tracked", np.zeros((), np.int64))
-        else:
-            object.__setattr__(self, "running_mean", None)
-            object.__setattr__(self, "running_var", None)
-            object.__setattr__(self, "num_batches_tracked", None)
+        self._per_channel_setup(num_features, eps, momentum, affine, track_running_stats, dtype)
 
     def extra_repr(self):
         return (f"{self.num_features}, eps={self.eps}, momentum={self.momentum}, affine={self.affine}, "

@@ -29,7 +29,7 @@ copies of the public ``forward``/``backward``.
 import numpy as np
 
 from fastnn import _checks as C
-from fastnn._engine import config, parallel
+from fastnn._engine import parallel
 from fastnn._kernels import _rnn
 from fastnn._engine.buffers import Buffers, owned_copy
 from fastnn.nn.module import Module, Parameter
@@ -179,16 +179,17 @@ class _Recurrent(Module):
             ranges = parallel.split(n, max(1, n // BATCH_SPLIT_MIN_ROWS))
         return ranges
 
+    def _dims(self, n, t):
+        """(lstm, W_ih, W_hh, dtype, H, I, G, rows) for a part of n sequences of t steps."""
+        wih = self.weight_ih_l0.data
+        H, I = self.hidden_size, self.input_size
+        return (self._gates == 4, wih, self.weight_hh_l0.data, wih.dtype, H, I, self._gates * H,
+                n * t)
+
     def _forward_part(self, b, x, n, t, h0, c0, y):
         """The forward of n sequences in the buffers b (y: the output rows in the
         user's layout, or None for b's own).  Returns what backward needs."""
-        lstm = self._gates == 4
-        wih = self.weight_ih_l0.data
-        whh = self.weight_hh_l0.data
-        dt = wih.dtype
-        H, I = self.hidden_size, self.input_size
-        G = self._gates * H
-        rows = n * t
+        lstm, wih, whh, dt, H, I, G, rows = self._dims(n, t)
         # hx holds [h_{t-1} | x_t] on each row, time-major (every step's rows are one
         # contiguous block): the per-step GEMM reads its h columns, the input
         # projection its x columns, and backward gets both weight gradients from
@@ -297,13 +298,7 @@ class _Recurrent(Module):
         gradient wanted it is dz_t @ W_hh.  The weight gradients are one GEMM
         dz^T @ [h_{t-1} | x_t] over the whole sequence."""
         hx, gates, cs, c0b, y, n, t = saved
-        lstm = self._gates == 4
-        wih = self.weight_ih_l0.data
-        whh = self.weight_hh_l0.data
-        dt = wih.dtype
-        H, I = self.hidden_size, self.input_size
-        G = self._gates * H
-        rows = n * t
+        lstm, wih, whh, dt, H, I, G, rows = self._dims(n, t)
         dh = b.get("dh", (n, H), dt)
         if dh_init is None:
             dh[...] = 0
