@@ -32,7 +32,7 @@ finally:
         _os.environ.pop("OMP_WAIT_POLICY", None)
 
 from fastnn._engine.config import get_num_threads, set_num_threads, threads  # noqa: E402
-from fastnn import ops, nn, losses, optim, data, train, regularizers, analysis  # noqa: E402
+from fastnn import ops, nn, losses, optim, data, io, train, regularizers, analysis  # noqa: E402
 
 
 def show_config():
@@ -61,5 +61,5 @@ if _os.environ.get("FASTNN_NUM_THREADS"):
 
 __all__ = [
     "__version__", "show_config", "get_num_threads", "set_num_threads", "threads",
-    "ops", "nn", "losses", "optim", "data", "train", "regularizers", "analysis",
+    "ops", "nn", "losses", "optim", "data", "io", "train", "regularizers", "analysis",
 ]

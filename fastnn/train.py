@@ -1,20 +1,33 @@
 """The training loop: ``fit`` and ``evaluate``.
 
-``fit`` converts X once to the model's dtype and the targets once to what the
-loss needs, then runs epochs of shuffled minibatches.  Each step gathers the
-batch rows into a reused buffer, runs the model's buffered forward and
-backward (no input gradient for the first layer), checks that the loss and the
-gradients are finite, and only then lets the optimizer update the parameters.
-After the first step of each batch size, a step allocates no new arrays.
+``fit`` converts in-memory X once to the model's dtype and the targets once to
+what the loss needs, then runs epochs of shuffled minibatches.  Each step
+gathers the batch rows into a reused buffer, runs the model's buffered forward
+and backward (no input gradient for the first layer), checks that the loss and
+the gradients are finite, and only then lets the optimizer update the
+parameters.  After the first step of each batch size, a step allocates no new
+arrays.  A ``np.memmap`` X is never converted whole: each minibatch is gathered
+and converted (and checked for NaN/inf) on its own.  An iterable of
+``(X_batch, y_batch)`` pairs, or a callable returning one per epoch, is
+consumed batch by batch.
+
+With ``checkpoint=Checkpoint(path)`` the loop writes everything it needs to go
+on (model, optimizer, schedule, early stopping, callbacks' state, history,
+counters, the shuffle generator, dropout counters) with ``fastnn.io``'s
+crash-safe writer, and ``resume=True`` continues from it bit for bit.
 """
+import inspect
+import os
 import sys
 import time
 
 import numpy as np
 
 from fastnn import _checks as C
+from fastnn import io
 from fastnn._engine.config import n_threads_for
 from fastnn._kernels import _data, _optim
+from fastnn.callbacks import Callback, CSVLogger, LambdaCallback, ModelCheckpoint
 from fastnn.losses import CrossEntropyLoss, Loss
 from fastnn.nn.module import Module, backward_step, forward_step
 
@@ -38,6 +51,13 @@ class History:
         self.epoch.append(epoch)
         for k, v in logs.items():
             self.history.setdefault(k, []).append(v)
+
+    def state_dict(self):
+        return {"history": {k: list(v) for k, v in self.history.items()}, "epoch": list(self.epoch)}
+
+    def load_state_dict(self, d):
+        self.history = {k: list(v) for k, v in d["history"].items()}
+        self.epoch = [int(e) for e in d["epoch"]]
 
     def plot(self, path=None, keys=None):
         """Plot the loss (and metric) curves with matplotlib; save to ``path`` if given.
@@ -75,10 +95,11 @@ class History:
 
 
 class _Progress:
-    """tqdm when installed, else one plain line per epoch on stderr."""
+    """tqdm when installed, else one plain line per epoch on stderr.  ``steps`` per
+    epoch may be None (an iterable without a length): the bar then counts up."""
 
-    def __init__(self, enabled, epochs, steps):
-        self.enabled, self.epochs, self.steps = enabled, epochs, steps
+    def __init__(self, enabled, epochs):
+        self.enabled, self.epochs = enabled, epochs
         self.bar = None
         self.tqdm = None
         if enabled:
@@ -89,9 +110,9 @@ class _Progress:
             except ImportError:
                 self.tqdm = None
 
-    def begin(self, epoch):
+    def begin(self, epoch, steps, done=0):
         if self.enabled and self.tqdm is not None:
-            self.bar = self.tqdm(total=self.steps, desc=f"Epoch {epoch + 1}/{self.epochs}", leave=True,
+            self.bar = self.tqdm(total=steps, initial=done, desc=f"Epoch {epoch + 1}/{self.epochs}", leave=True,
                                  unit="step", file=sys.stderr)
 
     def update(self):
@@ -168,53 +189,248 @@ class EarlyStopping:
             return True
         return False
 
+    def state_dict(self):
+        """Everything ``fit`` needs to resume early stopping (kept in checkpoints)."""
+        return {"best": self.best, "best_epoch": self.best_epoch, "best_state": self.best_state,
+                "wait": self.wait, "stopped_epoch": self.stopped_epoch}
+
+    def load_state_dict(self, d):
+        self.best = None if d["best"] is None else float(d["best"])
+        self.best_epoch = d["best_epoch"]
+        self.best_state = None if d["best_state"] is None else dict(d["best_state"])
+        self.wait = int(d["wait"])
+        self.stopped_epoch = d["stopped_epoch"]
+
     def __repr__(self):
         return (f"EarlyStopping(monitor={self.monitor!r}, patience={self.patience}, "
                 f"min_delta={self.min_delta}, mode={self.mode!r}, restore_best={self.restore_best})")
 
 
-def _prepare(model, loss, X, y, name=""):
-    """Convert X once to the model's dtype (C-contiguous) and the targets for the loss."""
-    params = list(model.parameters())
-    dtype = params[0].data.dtype if params else np.dtype(np.float32)
-    X = np.asarray(X)
+class Checkpoint:
+    """Where and how often ``fit`` writes its checkpoint (``fit(..., checkpoint=...)``).
+
+    The file (safetensors, written crash-safely by ``fastnn.io``: a crash while
+    writing leaves the previous checkpoint intact) holds the model's weights and
+    buffers, the optimizer's state, the schedule's, early stopping's and the
+    callbacks' (those with ``state_dict``), the history so far, the epoch and
+    step counters, the shuffle generator's state, every Dropout layer's call
+    counter, and a fingerprint of the call.  ``fit(..., resume=True)`` continues
+    from it; a run interrupted at any point and started again with the same call
+    ends with the same parameters and history (except the "time" entries) as one
+    that was never interrupted.
+
+    Parameters
+    ----------
+    path : str or os.PathLike
+        The checkpoint file (one file, replaced by every write).
+    every : int or None
+        Write after every ``every`` epochs (default 1).  The last epoch (or the
+        one where training stops) is always written.
+    every_steps : int or None
+        Also write after every ``every_steps`` minibatches (counted over the run),
+        for long epochs; a resume then continues inside the epoch.
+    """
+
+    def __init__(self, path, every=1, every_steps=None):
+        self.path = os.fspath(path)
+        if os.path.isdir(self.path):
+            raise ValueError(f"Checkpoint path {self.path!r} is a directory; expected a file path")
+        self.every = None if every is None else C.positive_int(every, "every")
+        self.every_steps = None if every_steps is None else C.positive_int(every_steps, "every_steps")
+
+    def __repr__(self):
+        return f"Checkpoint({self.path!r}, every={self.every}, every_steps={self.every_steps})"
+
+
+def _check_x(X, name):
     if X.dtype.kind not in "fiub":
         raise TypeError(f"X{name} must be numeric. Received dtype: {X.dtype}")
     if X.ndim < 2:
         raise ValueError(f"X{name} must be at least 2-D (n_samples, n_features). Received shape {X.shape}")
-    X = np.ascontiguousarray(X, dtype=dtype)
     if X.shape[0] == 0:
         raise ValueError(f"X{name} is empty: at least one sample is required")
-    if X.dtype.kind == "f" and not _optim.all_finite([X], X.dtype == np.float64, n_threads_for(X.size)):
-        raise ValueError(f"X{name} contains NaN or infinity")
+
+
+def _prepare_y(loss, y, n, dtype, name, x_shape=None):
     y = np.asarray(y)
-    if y.ndim < 1 or y.shape[0] != X.shape[0]:
+    if y.ndim < 1 or y.shape[0] != n:
         raise ValueError(f"X{name} and y{name} must have the same number of samples. "
-                         f"Received: {X.shape[0]} and {y.shape[0] if y.ndim else 'a scalar'}")
+                         f"Received: {n} and {y.shape[0] if y.ndim else 'a scalar'}")
     y = loss.prepare_target(y, dtype)
     if y.dtype.kind == "f" and not np.all(np.isfinite(y)):
         raise ValueError(f"y{name} contains NaN or infinity")
-    return X, np.ascontiguousarray(y)
+    return np.ascontiguousarray(y)
+
+
+def _model_dtype(model):
+    params = list(model.parameters())
+    return params[0].data.dtype if params else np.dtype(np.float32)
+
+
+def _prepare(model, loss, X, y, name=""):
+    """Convert X once to the model's dtype (C-contiguous) and the targets for the loss.
+    A np.memmap X is kept as it is (see :class:`_Batcher`)."""
+    dtype = _model_dtype(model)
+    if isinstance(X, np.memmap):
+        _check_x(X, name)
+        return X, _prepare_y(loss, y, X.shape[0], dtype, name)
+    X = np.asarray(X)
+    _check_x(X, name)
+    X = np.ascontiguousarray(X, dtype=dtype)
+    if X.dtype.kind == "f" and not _optim.all_finite([X], X.dtype == np.float64, n_threads_for(X.size)):
+        raise ValueError(f"X{name} contains NaN or infinity")
+    return X, _prepare_y(loss, y, X.shape[0], dtype, name)
+
+
+def _finite_or_raise(xb, where):
+    if not _optim.all_finite([xb], xb.dtype == np.float64, n_threads_for(xb.size)):
+        raise ValueError(f"X contains NaN or infinity (in the minibatch of {where})")
 
 
 class _Batcher:
-    """Gathers shuffled rows of X and y into reused buffers (one set per batch size)."""
+    """Gathers shuffled rows of X and y into reused buffers (one set per batch size).
 
-    def __init__(self, X, y):
-        self.X, self.y = X, y
+    X already in the model's dtype is gathered straight into the batch buffer.
+    A memmap of another dtype is gathered into a buffer of its own dtype and
+    converted into the batch buffer, so only a batch of it is ever in memory;
+    a memmap's batches are checked for NaN/inf here (in-memory X was checked
+    whole by :func:`_prepare`).
+    """
+
+    def __init__(self, X, y, dtype):
+        self.X, self.y, self.dtype = X, y, np.dtype(dtype)
+        self.lazy = isinstance(X, np.memmap)
+        self.convert = X.dtype != self.dtype
         self.bufs = {}
 
-    def get(self, idx):
+    def get(self, idx, where=""):
         k = idx.shape[0]
         bufs = self.bufs.get(k)
         if bufs is None:
-            xb = np.empty((k,) + self.X.shape[1:], self.X.dtype)
+            xb = np.empty((k,) + self.X.shape[1:], self.dtype)
             yb = np.empty((k,) + self.y.shape[1:], self.y.dtype)
-            bufs = self.bufs[k] = (xb, yb)
-        xb, yb = bufs
-        _data.gather_rows(self.X, idx, xb, n_threads_for(xb.size))
+            src = np.empty((k,) + self.X.shape[1:], self.X.dtype) if self.convert else xb
+            bufs = self.bufs[k] = (xb, yb, src)
+        xb, yb, src = bufs
+        if self.X.flags.c_contiguous:
+            _data.gather_rows(self.X, idx, src, n_threads_for(xb.size))
+        else:
+            np.take(self.X, idx, axis=0, out=src)
+        if self.convert:
+            np.copyto(xb, src, casting="unsafe")
+        if self.lazy and xb.dtype.kind == "f":
+            _finite_or_raise(xb, where)
         _data.gather_rows(self.y, idx, yb, 1)
         return xb, yb
+
+
+class _ArrayData:
+    """(X, y) arrays: shuffled minibatches of ``batch_size`` rows."""
+
+    def __init__(self, X, y, dtype, batch_size, shuffle):
+        self.n = X.shape[0]
+        self.batch_size, self.shuffle = batch_size, shuffle
+        self.steps = (self.n + batch_size - 1) // batch_size
+        self.batcher = _Batcher(X, y, dtype)
+        self.order = np.arange(self.n)
+        self.fingerprint = {"data": "arrays", "X_shape": list(X.shape), "y_shape": list(y.shape),
+                            "batch_size": batch_size, "shuffle": bool(shuffle)}
+
+    def begin_epoch(self, epoch, rng):
+        if self.shuffle:
+            rng.shuffle(self.order)
+        return self.steps
+
+    def batches(self, epoch, start):
+        bs, order, get = self.batch_size, self.order, self.batcher.get
+        for step in range(start, self.steps):
+            yield get(order[step * bs:(step + 1) * bs], f"epoch {epoch + 1}, step {step + 1}")
+
+    def state_dict(self):
+        return {"order": self.order}
+
+    def load_state_dict(self, d):
+        order = np.asarray(d["order"])
+        if order.shape != self.order.shape:
+            raise ValueError(f"the checkpoint's row order has {order.shape[0]} rows; X has {self.n}")
+        self.order[...] = order
+
+
+def _call_with_epoch(f, epoch):
+    try:
+        params = inspect.signature(f).parameters.values()
+    except (TypeError, ValueError):  # no signature (a builtin): call it plainly
+        return f()
+    positional = [p for p in params if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD, p.VAR_POSITIONAL)]
+    return f(epoch) if positional else f()
+
+
+class _IterData:
+    """An iterable of (X_batch, y_batch) pairs (re-iterated every epoch), or a
+    callable returning one per epoch (called as ``f(epoch)`` or ``f()``)."""
+
+    def __init__(self, source, model, loss, once=False):
+        if callable(source) and not hasattr(source, "__iter__"):
+            self.make = source
+        elif hasattr(source, "__iter__"):
+            if hasattr(source, "__next__") and not once:  # an iterator is its own iterable: exhausted after one epoch
+                raise TypeError("X is a one-shot iterator (e.g. a generator), which cannot be read again in the "
+                                "next epoch: pass a list, a DataLoader, or a callable returning the batches of "
+                                "an epoch")
+            self.make = None
+        else:
+            raise TypeError(f"without y, X must be an iterable of (X_batch, y_batch) pairs or a callable "
+                            f"returning one. Received: {type(source).__name__}")
+        self.source, self.model, self.loss = source, model, loss
+        self.dtype = _model_dtype(model)
+        self.epoch_source = None
+        self.fingerprint = {"data": "iterable"}
+        self.steps = None
+
+    def begin_epoch(self, epoch, rng):
+        src = self.source if self.make is None else _call_with_epoch(self.make, epoch)
+        if not hasattr(src, "__iter__"):
+            raise TypeError(f"the batch callable must return an iterable of (X_batch, y_batch) pairs. "
+                            f"Received: {type(src).__name__}")
+        self.epoch_source = src
+        try:
+            self.steps = len(src)
+        except TypeError:
+            self.steps = None
+        return self.steps
+
+    def batches(self, epoch, start):
+        for step, pair in enumerate(self.epoch_source):
+            if step < start:  # resuming inside the epoch: these batches were trained on
+                continue
+            yield self._convert(pair, epoch, step)
+
+    def _convert(self, pair, epoch, step):
+        where = f"epoch {epoch + 1}, batch {step + 1}"
+        try:
+            xb, yb = pair
+        except (TypeError, ValueError):
+            raise TypeError(f"each item of the batches must be a pair (X_batch, y_batch); {where} is a "
+                            f"{type(pair).__name__}") from None
+        xb = _as_numpy(xb)
+        if xb.dtype.kind not in "fiub" or xb.ndim < 2 or xb.shape[0] == 0:
+            raise ValueError(f"X_batch of {where} must be a non-empty numeric array of at least 2-D. "
+                             f"Received dtype {xb.dtype}, shape {xb.shape}")
+        xb = np.ascontiguousarray(xb, dtype=self.dtype)
+        _finite_or_raise(xb, where)
+        return xb, _prepare_y(self.loss, _as_numpy(yb), xb.shape[0], self.dtype, f" of {where}")
+
+    def state_dict(self):
+        return {}
+
+    def load_state_dict(self, d):
+        pass
+
+
+def _as_numpy(a):
+    if hasattr(a, "detach") and hasattr(a, "numpy"):  # a torch tensor
+        return a.detach().cpu().numpy()
+    return np.asarray(a)
 
 
 def _checked_step(optimizer, params):
@@ -230,28 +446,197 @@ def _checked_step(optimizer, params):
     return step
 
 
+_HOOKS = ("on_train_begin", "on_epoch_begin", "on_batch_end", "on_epoch_end", "on_train_end")
+
+
 def _check_callbacks(callbacks):
     if callbacks is None:
         return ()
     if not isinstance(callbacks, (list, tuple)):
         callbacks = (callbacks,)
-    hooks = ("on_epoch_begin", "on_epoch_end", "on_batch_end")
     for cb in callbacks:
-        if not any(callable(getattr(cb, h, None)) for h in hooks):
-            raise TypeError(f"a callback must define one of {hooks}. Received: {cb!r}")
+        if not any(callable(getattr(cb, h, None)) for h in _HOOKS):
+            raise TypeError(f"a callback must define one of {_HOOKS}. Received: {cb!r}")
     return tuple(callbacks)
 
 
 def _call(callbacks, hook, *args):
+    """Run ``hook`` on every callback; True when one of them asks to stop training."""
+    stop = False
     for cb in callbacks:
         fn = getattr(cb, hook, None)
-        if fn is not None:
-            fn(*args)
+        if fn is not None and fn(*args) is True:
+            stop = True
+        if getattr(cb, "stop_training", False) is True:
+            stop = True
+    return stop
 
 
-def fit(model, loss, optimizer, X, y, *, epochs=10, batch_size=32, shuffle=True, seed=None,
+class _RunState:
+    """Counters of a fit run: the next epoch and step to run, and the running sums of the epoch."""
+
+    def __init__(self):
+        self.epoch = 0            # the epoch being run (or the next one, when step == 0)
+        self.step = 0             # next step inside the epoch
+        self.global_step = 0      # minibatches run so far
+        self.total_loss, self.total_correct, self.seen = 0.0, 0, 0
+        self.finished = False
+
+    def begin_epoch(self):
+        self.step = 0
+        self.total_loss, self.total_correct, self.seen = 0.0, 0, 0
+
+    def state_dict(self):
+        return {"epoch": self.epoch, "step": self.step, "global_step": self.global_step,
+                "total_loss": self.total_loss, "total_correct": self.total_correct, "seen": self.seen,
+                "finished": self.finished}
+
+    def load_state_dict(self, d):
+        self.epoch, self.step, self.global_step = int(d["epoch"]), int(d["step"]), int(d["global_step"])
+        self.total_loss, self.total_correct = float(d["total_loss"]), int(d["total_correct"])
+        self.seen, self.finished = int(d["seen"]), bool(d["finished"])
+
+
+class _Checkpointer:
+    """Writes and restores the checkpoint of one fit call."""
+
+    def __init__(self, checkpoint, model, optimizer, scheduler, early_stopping, callbacks, data, history,
+                 run, rng, fingerprint):
+        self.ckpt = checkpoint
+        self.model, self.optimizer, self.scheduler = model, optimizer, scheduler
+        self.early_stopping, self.data, self.history, self.run, self.rng = early_stopping, data, history, run, rng
+        self.stateful = [(i, cb) for i, cb in enumerate(callbacks)
+                         if callable(getattr(cb, "state_dict", None))
+                         and callable(getattr(cb, "load_state_dict", None))]
+        self.fingerprint = fingerprint
+
+    def _objects(self):
+        objs = {"model": self.model, "optimizer": self.optimizer}
+        if self.scheduler is not None and callable(getattr(self.scheduler, "state_dict", None)):
+            objs["scheduler"] = self.scheduler
+        return objs
+
+    def save(self):
+        record = {
+            "fingerprint": self.fingerprint,
+            "run": self.run.state_dict(),
+            "rng": self.rng.bit_generator.state,
+            "data": self.data.state_dict(),
+            "history": self.history.state_dict(),
+            "early_stopping": None if self.early_stopping is None else self.early_stopping.state_dict(),
+            "callbacks": {str(i): cb.state_dict() for i, cb in self.stateful},
+        }
+        io.save_checkpoint(self.ckpt.path, fit=record, **self._objects())
+
+    def _check(self, parts):
+        path = self.ckpt.path
+        rec = parts.get("fit")
+        if not isinstance(rec, dict) or "fingerprint" not in rec:
+            raise ValueError(f"{path!r} is a fastnn checkpoint but not one written by fit (no 'fit' part); "
+                             f"pass resume=False to start over (it will be overwritten)")
+        old = rec["fingerprint"]
+        diffs = [f"{k}: {old.get(k)!r} in the checkpoint, {v!r} now"
+                 for k, v in self.fingerprint.items() if _jsonish(old.get(k)) != _jsonish(v)]
+        if diffs:
+            raise ValueError(f"{path!r} was written by a different fit call ({'; '.join(diffs)}); "
+                             f"refusing to mix them. Delete it or pass resume=False to start over")
+        missing = [k for k in self._objects() if k not in parts]
+        if missing:
+            raise ValueError(f"{path!r} has no {missing[0]!r} state, which this fit call needs")
+        if self.early_stopping is not None and rec.get("early_stopping") is None:
+            raise ValueError(f"{path!r} was written without early_stopping; this call has one")
+        return rec
+
+    def restore(self):
+        """Load the checkpoint (all or nothing); returns False when there is none."""
+        path = self.ckpt.path
+        if not os.path.exists(path):
+            return False
+        parts = io.load_checkpoint(path)
+        rec = self._check(parts)
+        self.data.load_state_dict(rec["data"])  # validates the row order first; changes only fit's own copy
+        # model (with its Dropout counters), optimizer, schedule: all or nothing.  Read again
+        # through the public API; a resume happens once per call.
+        io.load_checkpoint(path, **self._objects())
+        self.run.load_state_dict(rec["run"])
+        self.history.load_state_dict(rec["history"])
+        self.rng.bit_generator.state = rec["rng"]
+        if self.early_stopping is not None:
+            self.early_stopping.load_state_dict(rec["early_stopping"])
+        for i, cb in self.stateful:
+            if str(i) in rec["callbacks"]:
+                cb.load_state_dict(rec["callbacks"][str(i)])
+        return True
+
+
+def _jsonish(v):
+    """Compare fingerprints as JSON would store them (tuples as lists)."""
+    if isinstance(v, (list, tuple)):
+        return [_jsonish(x) for x in v]
+    if isinstance(v, dict):
+        return {k: _jsonish(x) for k, x in v.items()}
+    return v
+
+
+def _fit_fingerprint(model, loss, optimizer, data, seed):
+    """What a resume checks: the data's shapes, batch size, shuffle, seed, the loss and
+    optimizer classes, and the model (class names, state names, shapes, dtypes)."""
+    fp = dict(data.fingerprint)
+    arch = {"classes": [type(m).__name__ for m in model.modules()],
+            "state": [[k, list(v.shape), v.dtype.name] for k, v in model.state_dict().items()]}
+    if isinstance(seed, (int, np.integer)) and not isinstance(seed, bool):
+        seed = int(seed)
+    elif seed is not None:  # a Generator or SeedSequence: its state is in the checkpoint, compare the kind
+        seed = type(seed).__name__
+    fp.update(seed=seed, loss=type(loss).__name__,
+              optimizer=type(optimizer).__name__, model=arch)
+    return fp
+
+
+def _check_fit_args(model, loss, optimizer, early_stopping, regularizer, checkpoint, resume):
+    if not isinstance(model, Module):
+        raise TypeError(f"model must be a fastnn.nn.Module. Received: {type(model).__name__}")
+    if not isinstance(loss, Loss):
+        raise TypeError(f"loss must be a fastnn.losses.Loss. Received: {type(loss).__name__}")
+    if not hasattr(optimizer, "step") or not hasattr(optimizer, "params"):
+        raise TypeError(f"optimizer must be a fastnn.optim.Optimizer. Received: {type(optimizer).__name__}")
+    if early_stopping is not None and not isinstance(early_stopping, EarlyStopping):
+        raise TypeError(f"early_stopping must be a fastnn.train.EarlyStopping. "
+                        f"Received: {type(early_stopping).__name__}")
+    if regularizer is not None and not callable(getattr(regularizer, "add_grad", None)):
+        raise TypeError(f"regularizer must be a fastnn.regularizers.Regularizer (L1, L2). "
+                        f"Received: {type(regularizer).__name__}")
+    if checkpoint is not None and not isinstance(checkpoint, Checkpoint):
+        raise TypeError(f"checkpoint must be a fastnn.train.Checkpoint. Received: {type(checkpoint).__name__}")
+    if not isinstance(resume, bool):
+        raise TypeError(f"resume must be True or False. Received: {resume!r}")
+    if resume and checkpoint is None:
+        raise ValueError("resume=True needs checkpoint=fastnn.train.Checkpoint(path)")
+
+
+def _data_source(model, loss, X, y, batch_size, shuffle):
+    if y is None:
+        if isinstance(X, np.ndarray):
+            raise ValueError("y is required when X is an array (pass y, or X as an iterable of "
+                             "(X_batch, y_batch) pairs)")
+        return _IterData(X, model, loss)
+    X, y = _prepare(model, loss, X, y)
+    return _ArrayData(X, y, _model_dtype(model), batch_size, shuffle)
+
+
+def _validation(model, loss, validation_data):
+    if validation_data is None:
+        return None
+    try:
+        Xv, yv = validation_data
+    except (TypeError, ValueError):
+        raise ValueError("validation_data must be a pair (X_val, y_val)") from None
+    return _prepare(model, loss, Xv, yv, "_val")
+
+
+def fit(model, loss, optimizer, X, y=None, *, epochs=10, batch_size=32, shuffle=True, seed=None,
         validation_data=None, scheduler=None, regularizer=None, early_stopping=None,
-        callbacks=(), progress=True):
+        callbacks=(), progress=True, checkpoint=None, resume=False):
     """Train ``model`` on (X, y) with minibatch gradient descent.
 
     Parameters
@@ -259,10 +644,17 @@ def fit(model, loss, optimizer, X, y, *, epochs=10, batch_size=32, shuffle=True,
     model : fastnn.nn.Module
     loss : fastnn.losses.Loss
     optimizer : fastnn.optim.Optimizer
-    X : array of shape (n_samples, n_features)
-        Converted once to the model's dtype (a float64 X for a float32 model is
-        cast to float32 here, not per batch).  NaN or inf raises ValueError.
-    y : array of shape (n_samples,) or (n_samples, n_outputs)
+    X : array of shape (n_samples, n_features), np.memmap, iterable or callable
+        An array is converted once to the model's dtype (a float64 X for a
+        float32 model is cast to float32 here, not per batch); NaN or inf
+        raises ValueError.  A ``np.memmap`` (``np.load(path, mmap_mode="r")``)
+        of any numeric dtype is not copied: each minibatch is gathered, converted
+        and checked on its own.  Without ``y``: an iterable of ``(X_batch,
+        y_batch)`` pairs read again every epoch (a list, a torch DataLoader:
+        anything whose batches have ``__array__``), or a callable returning one
+        per epoch (called as ``f(epoch)``, or ``f()`` when it takes no argument);
+        ``batch_size`` and ``shuffle`` then do not apply.
+    y : array of shape (n_samples,) or (n_samples, n_outputs), optional
         Integer labels (or class probabilities) for CrossEntropyLoss, values for MSELoss.
     epochs : int
     batch_size : int
@@ -270,7 +662,7 @@ def fit(model, loss, optimizer, X, y, *, epochs=10, batch_size=32, shuffle=True,
         Reshuffle the rows every epoch (seeded by ``seed``).
     seed : int or None
     validation_data : (X_val, y_val), optional
-        Evaluated after every epoch ("val_loss", "val_accuracy").
+        Evaluated after every epoch ("val_loss", "val_accuracy"); X_val may be a memmap.
     scheduler : a fastnn.optim.schedules schedule (or any object with ``step()``), optional
         Stepped after every epoch (after validation), or after every minibatch
         when its ``interval`` is "step"; a schedule with ``needs_metric``
@@ -282,10 +674,21 @@ def fit(model, loss, optimizer, X, y, *, epochs=10, batch_size=32, shuffle=True,
     regularizer : fastnn.regularizers.L1 or L2, optional
         Penalty on the weights (not biases), added to the gradients every step
         and to the reported training "loss" (``val_loss`` is the loss alone).
-    callbacks : iterable of objects with any of ``on_epoch_begin(epoch, logs)``,
-        ``on_epoch_end(epoch, logs)``, ``on_batch_end(step, logs)``.
+    callbacks : iterable of callbacks (see :mod:`fastnn.callbacks`)
+        Objects with any of ``set_model(model)``, ``on_train_begin(logs)``,
+        ``on_epoch_begin(epoch, logs)``, ``on_batch_end(step, logs)``,
+        ``on_epoch_end(epoch, logs)``, ``on_train_end(logs)``.  A callback stops
+        training with ``stop_training = True`` or by returning ``True``.
     progress : bool
         Show a progress bar (tqdm if installed, else a line per epoch).
+    checkpoint : Checkpoint, optional
+        Write a checkpoint every ``checkpoint.every`` epochs (and every
+        ``checkpoint.every_steps`` minibatches), and at the end.
+    resume : bool
+        With ``checkpoint``: continue from its file when it exists (else start
+        fresh).  The checkpoint must come from the same call (data shapes,
+        batch size, shuffle, seed, loss, optimizer, model): another one raises
+        ValueError.  ``epochs`` may be larger than the first call's, to train on.
 
     Returns
     -------
@@ -297,56 +700,63 @@ def fit(model, loss, optimizer, X, y, *, epochs=10, batch_size=32, shuffle=True,
         When the loss or a gradient becomes NaN/inf; raised before the optimizer
         step, so the parameters keep their last finite values.
     """
-    if not isinstance(model, Module):
-        raise TypeError(f"model must be a fastnn.nn.Module. Received: {type(model).__name__}")
-    if not isinstance(loss, Loss):
-        raise TypeError(f"loss must be a fastnn.losses.Loss. Received: {type(loss).__name__}")
-    if not hasattr(optimizer, "step") or not hasattr(optimizer, "params"):
-        raise TypeError(f"optimizer must be a fastnn.optim.Optimizer. Received: {type(optimizer).__name__}")
+    _check_fit_args(model, loss, optimizer, early_stopping, regularizer, checkpoint, resume)
     epochs = C.positive_int(epochs, "epochs")
     batch_size = C.positive_int(batch_size, "batch_size")
-    if early_stopping is not None and not isinstance(early_stopping, EarlyStopping):
-        raise TypeError(f"early_stopping must be a fastnn.train.EarlyStopping. "
-                        f"Received: {type(early_stopping).__name__}")
+    callbacks = _check_callbacks(callbacks)
+    data = _data_source(model, loss, X, y, batch_size, shuffle)
+    val = _validation(model, loss, validation_data)
     if early_stopping is not None:
         early_stopping._reset()
-    if regularizer is not None and not callable(getattr(regularizer, "add_grad", None)):
-        raise TypeError(f"regularizer must be a fastnn.regularizers.Regularizer (L1, L2). "
-                        f"Received: {type(regularizer).__name__}")
-    callbacks = _check_callbacks(callbacks)
-    X, y = _prepare(model, loss, X, y)
-    val = None
-    if validation_data is not None:
-        try:
-            Xv, yv = validation_data
-        except (TypeError, ValueError):
-            raise ValueError("validation_data must be a pair (X_val, y_val)") from None
-        val = _prepare(model, loss, Xv, yv, "_val")
 
-    n = X.shape[0]
-    steps = (n + batch_size - 1) // batch_size
+    rng = np.random.default_rng(seed)
+    history = History()
+    run = _RunState()
+    saver = None
+    if checkpoint is not None:
+        saver = _Checkpointer(checkpoint, model, optimizer, scheduler, early_stopping, callbacks, data, history,
+                              run, rng, _fit_fingerprint(model, loss, optimizer, data, seed))
+        if resume:
+            saver.restore()
+
+    for cb in callbacks:
+        if hasattr(cb, "stop_training"):
+            cb.stop_training = False
+        if callable(getattr(cb, "set_model", None)):
+            cb.set_model(model)
+    _call(callbacks, "on_train_begin", {"initial_epoch": run.epoch})
+    model.train()
+    if not run.finished:
+        _run_epochs(model, loss, optimizer, data, val, epochs, rng, run, history, scheduler, regularizer,
+                    early_stopping, callbacks, progress, saver)
+    if early_stopping is not None and early_stopping.restore_best and early_stopping.best_state is not None:
+        model.load_state_dict(early_stopping.best_state)
+    _call(callbacks, "on_train_end", {"epochs": len(history.epoch)})
+    return history
+
+
+def _run_epochs(model, loss, optimizer, data, val, epochs, rng, run, history, scheduler, regularizer,
+                early_stopping, callbacks, progress, saver):
     classify = isinstance(loss, CrossEntropyLoss)
     params = list(model.parameters())
-    batcher = _Batcher(X, y)
-    rng = np.random.default_rng(seed)
-    order = np.arange(n)
-    history = History()
-    bar = _Progress(progress, epochs, steps)
+    bar = _Progress(progress, epochs)
     opt_step = getattr(optimizer, "_step", None) or _checked_step(optimizer, params)
     reg_weights = regularizer.weights(model) if regularizer is not None else None
-    model.train()
-    global_step = 0
-    for epoch in range(epochs):
+    per_step_schedule = scheduler is not None and getattr(scheduler, "interval", "epoch") == "step"
+    every_steps = saver.ckpt.every_steps if saver is not None else None
+    for epoch in range(run.epoch, epochs):
         logs = {}
-        _call(callbacks, "on_epoch_begin", epoch, logs)
-        bar.begin(epoch)
+        if run.step == 0:
+            run.begin_epoch()
+            steps = data.begin_epoch(epoch, rng)
+        else:  # resuming inside this epoch: its shuffle (and sums so far) came from the checkpoint
+            steps = data.begin_epoch(epoch, None) if isinstance(data, _IterData) else data.steps
+        run.epoch = epoch
+        stop = _call(callbacks, "on_epoch_begin", epoch, logs)
+        bar.begin(epoch, steps, run.step)
         t0 = time.perf_counter()
-        if shuffle:
-            rng.shuffle(order)
-        total_loss, total_correct = 0.0, 0
-        for step in range(steps):
-            idx = order[step * batch_size:(step + 1) * batch_size]
-            xb, yb = batcher.get(idx)
+        for xb, yb in data.batches(epoch, run.step):
+            step = run.step
             for p in params:
                 p._grad_zero = True
             out = forward_step(model, xb)
@@ -364,20 +774,27 @@ def fit(model, loss, optimizer, X, y, *, epochs=10, batch_size=32, shuffle=True,
                 raise FloatingPointError(
                     f"non-finite gradient at epoch {epoch + 1}, step {step + 1}; "
                     "parameters keep their values from before this step (try a smaller learning rate)")
-            k = idx.shape[0]
-            total_loss += value * k
+            k = xb.shape[0]
+            run.total_loss += value * k
+            run.seen += k
             if classify:
-                total_correct += loss.n_correct
-            global_step += 1
-            if scheduler is not None and getattr(scheduler, "interval", "epoch") == "step":
+                run.total_correct += loss.n_correct
+            run.step += 1
+            run.global_step += 1
+            if per_step_schedule:
                 scheduler.step()
             bar.update()
-            if callbacks:
-                _call(callbacks, "on_batch_end", global_step - 1,
-                      {"loss": value, "batch": step, "size": k})
-        logs["loss"] = total_loss / n
+            if callbacks and _call(callbacks, "on_batch_end", run.global_step - 1,
+                                   {"loss": value, "batch": step, "size": k}):
+                stop = True
+                break
+            if every_steps is not None and run.global_step % every_steps == 0:
+                saver.save()
+        if run.seen == 0:
+            raise ValueError(f"the training data yielded no batches in epoch {epoch + 1}")
+        logs["loss"] = run.total_loss / run.seen
         if classify:
-            logs["accuracy"] = total_correct / n
+            logs["accuracy"] = run.total_correct / run.seen
         if val is not None:
             vlogs = _evaluate(model, loss, val[0], val[1], 256, classify)
             logs.update({"val_" + k: v for k, v in vlogs.items()})
@@ -390,37 +807,60 @@ def fit(model, loss, optimizer, X, y, *, epochs=10, batch_size=32, shuffle=True,
                 scheduler.step()
         history._append(epoch, logs)
         bar.end(epoch, logs)
-        _call(callbacks, "on_epoch_end", epoch, logs)
+        if _call(callbacks, "on_epoch_end", epoch, logs):
+            stop = True
         if early_stopping is not None and early_stopping._update(epoch, logs, model):
+            stop = True
+        run.epoch, run.step = epoch + 1, 0
+        run.finished = stop  # stopped early: a resume trains no more (reaching `epochs` is not final)
+        if saver is not None and (stop or epoch + 1 == epochs or (saver.ckpt.every is not None
+                                                                  and (epoch + 1) % saver.ckpt.every == 0)):
+            saver.save()
+        if stop:
             break
-    if early_stopping is not None and early_stopping.restore_best and early_stopping.best_state is not None:
-        model.load_state_dict(early_stopping.best_state)
-    return history
+
+
+def _array_batches(X, y, batch_size, dtype):
+    lazy = isinstance(X, np.memmap)
+    for start in range(0, X.shape[0], batch_size):
+        xb = X[start:start + batch_size]
+        if lazy:  # a memmap: convert and check this batch only
+            xb = np.ascontiguousarray(xb, dtype=dtype)
+            if xb.dtype.kind == "f":
+                _finite_or_raise(xb, f"rows {start}..{start + xb.shape[0] - 1}")
+        yield xb, y[start:start + batch_size]
 
 
 def _evaluate(model, loss, X, y, batch_size, classify):
+    return _evaluate_batches(model, loss, _array_batches(X, y, batch_size, _model_dtype(model)), classify)
+
+
+def _evaluate_batches(model, loss, batches, classify):
     was_training = model.training
     model.eval()
-    n = X.shape[0]
-    total, correct = 0.0, 0
+    total, correct, n = 0.0, 0, 0
     try:
-        for start in range(0, n, batch_size):
-            xb = X[start:start + batch_size]
-            yb = y[start:start + batch_size]
+        for xb, yb in batches:
             value = loss._forward(forward_step(model, xb), yb)
             total += value * xb.shape[0]
+            n += xb.shape[0]
             if classify:
                 correct += loss.n_correct
     finally:
         model.train(was_training)
+    if n == 0:
+        raise ValueError("evaluate got no batches")
     out = {"loss": total / n}
     if classify:
         out["accuracy"] = correct / n
     return out
 
 
-def evaluate(model, loss, X, y, batch_size=256):
+def evaluate(model, loss, X, y=None, batch_size=256):
     """Mean loss (and accuracy for CrossEntropyLoss) of ``model`` on (X, y), in eval mode.
+
+    ``X`` may be an array, a ``np.memmap`` (read and converted batch by batch), or,
+    without ``y``, an iterable of ``(X_batch, y_batch)`` pairs.
 
     Returns
     -------
@@ -432,8 +872,17 @@ def evaluate(model, loss, X, y, batch_size=256):
     if not isinstance(loss, Loss):
         raise TypeError(f"loss must be a fastnn.losses.Loss. Received: {type(loss).__name__}")
     batch_size = C.positive_int(batch_size, "batch_size")
+    classify = isinstance(loss, CrossEntropyLoss)
+    if y is None and not isinstance(X, np.ndarray):
+        src = _IterData(X, model, loss, once=True)  # one pass: a generator is fine
+        src.begin_epoch(0, None)
+        return _evaluate_batches(model, loss, src.batches(0, 0), classify)
+    if y is None:
+        raise ValueError("y is required when X is an array (pass y, or X as an iterable of "
+                         "(X_batch, y_batch) pairs)")
     X, y = _prepare(model, loss, X, y)
-    return _evaluate(model, loss, X, y, batch_size, isinstance(loss, CrossEntropyLoss))
+    return _evaluate(model, loss, X, y, batch_size, classify)
 
 
-__all__ = ["fit", "evaluate", "History", "EarlyStopping"]
+__all__ = ["fit", "evaluate", "History", "EarlyStopping", "Checkpoint", "Callback", "ModelCheckpoint",
+           "CSVLogger", "LambdaCallback"]

@@ -37,6 +37,13 @@ EXPECTED = {
         r"fastnn: test accuracy 0\.9\d+",
         r"fastnn fit is \d+\.\dx (faster|slower)",
     ],
+    "save_resume.py": [
+        r"interrupted in epoch 4; the checkpoint holds 3 finished epochs",
+        r"resumed to epoch 8: weights bit-identical to an uninterrupted run: True, history identical: True",
+        r"log\.csv has 8 rows",
+        r"saved and reloaded: same predictions: True",
+        r"exported to ONNX|ONNX export skipped",
+    ],
     "saddle_point.py": [
         r"kind: saddle; eigenvalues: \[-2\.0, 2\.0\]",
         r"escape direction: \[0\.707107, 0\.707107\]",

@@ -61,6 +61,11 @@ class _Norm(Module):
         object.__setattr__(self, "_bufs", Buffers())
         object.__setattr__(self, "_saved", None)
 
+    @property
+    def dtype(self):
+        """The layer's dtype (its inputs, parameters and buffers)."""
+        return self._dtype
+
     def _check_x(self, x):
         return C.layer_input(x, self._dtype, type(self).__name__)
 
