@@ -196,3 +196,27 @@ def test_step_functions_dispatch():
     assert backward_step(plain, np.ones((1, 2), np.float32), False) is None
     assert fn.nn.ReLU._native_forward and not DoubledReLU._native_forward
     assert PlainSubclass._native_forward and PlainSubclass._native_backward
+
+
+@pytest.mark.parametrize("kind", ["rnn", "lstm"])
+def test_sequential_ending_in_recurrent_layer(kind):
+    """Sequential's public forward returns owned copies of a recurrent layer's
+    (output, state) tuple, and backward takes the output gradient."""
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal((3, 4, 5)).astype(np.float32)
+    rec = nn.LSTM(5, 6, batch_first=True, seed=0) if kind == "lstm" else nn.RNN(5, 6, batch_first=True, seed=0)
+    alone = nn.LSTM(5, 6, batch_first=True, seed=0) if kind == "lstm" else nn.RNN(5, 6, batch_first=True, seed=0)
+    model = nn.Sequential(rec)
+    y, state = model(x)
+    want_y, want_state = alone(x)
+    np.testing.assert_array_equal(y, want_y)
+    flat = state if kind == "lstm" else (state,)
+    want_flat = want_state if kind == "lstm" else (want_state,)
+    for a, b in zip(flat, want_flat):
+        np.testing.assert_array_equal(a, b)
+    y2, _ = model(2 * x)              # the first result is the caller's: not overwritten
+    np.testing.assert_array_equal(y, want_y)
+    assert not np.array_equal(y2, y)
+    model(x)
+    g = np.ones_like(y)
+    np.testing.assert_allclose(model.backward(g), alone.backward(g), rtol=1e-6)

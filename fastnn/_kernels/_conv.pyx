@@ -18,13 +18,21 @@ pooling (col2im accumulates into one input plane per task, so there are no
 races), images for the element-wise passes (each thread sums its images' bias
 gradients into its own double accumulators, added after the loop).  Kernels
 assume validated input and never raise, except MemoryError when a Winograd
-transform cannot allocate its one-plane scratch.
+transform or the direct conv cannot allocate its one-plane scratch (or the
+bias-gradient accumulators cannot be allocated).
+
+Entry points take validated C-contiguous ndarrays of one dtype (float32 or
+float64) and dispatch on it once, before the loops, to fused-type cores on raw
+pointers, so a call acquires no buffer (several run once per chunk of images).
 """
 cimport numpy as cnp
+from cython cimport floating
 from cython.parallel cimport prange
 from libc.stdlib cimport free, malloc
 from libc.stdint cimport int32_t
 from libc.string cimport memset
+
+from fastnn._kernels cimport _codes as K
 
 cnp.import_array()
 
@@ -83,6 +91,132 @@ cdef extern from "fastnn.h" nogil:
     void fnn_wino_wgrad_f64(const double *dU, double *gw, Py_ssize_t O, Py_ssize_t C, int accumulate)
 
 
+# -- one-call helpers: the C function of the fused type's suffix -------------------------
+
+cdef inline void _im2col(const floating *x, floating *cols, Py_ssize_t ld,
+                         const fnn_conv_geom *g) noexcept nogil:
+    if floating is float:
+        fnn_im2col_f32(x, cols, ld, g)
+    else:
+        fnn_im2col_f64(x, cols, ld, g)
+
+
+cdef inline void _col2im(const floating *cols, floating *gx, Py_ssize_t ld,
+                         const fnn_conv_geom *g) noexcept nogil:
+    if floating is float:
+        fnn_col2im_f32(cols, gx, ld, g)
+    else:
+        fnn_col2im_f64(cols, gx, ld, g)
+
+
+cdef inline int _direct(const floating *x, const floating *w, const floating *b, floating *y,
+                        Py_ssize_t nimg, Py_ssize_t C, Py_ssize_t O, const fnn_conv_geom *g,
+                        int act, double slope) noexcept nogil:
+    if floating is float:
+        return fnn_conv_direct_f32(x, w, b, y, nimg, C, O, g, act, <float>slope)
+    else:
+        return fnn_conv_direct_f64(x, w, b, y, nimg, C, O, g, act, slope)
+
+
+cdef inline void _bias_act(floating *y, const floating *b, Py_ssize_t n0, Py_ssize_t n1,
+                           Py_ssize_t O, Py_ssize_t P, int act, double slope) noexcept nogil:
+    if floating is float:
+        fnn_conv_bias_act_f32(y, b, n0, n1, O, P, act, <float>slope)
+    else:
+        fnn_conv_bias_act_f64(y, b, n0, n1, O, P, act, slope)
+
+
+cdef inline void _dact(const floating *gy, const floating *y, floating *gt, double *acc,
+                       Py_ssize_t n0, Py_ssize_t n1, Py_ssize_t O, Py_ssize_t P, int act,
+                       double slope) noexcept nogil:
+    if floating is float:
+        fnn_conv_dact_f32(gy, y, gt, acc, n0, n1, O, P, act, <float>slope)
+    else:
+        fnn_conv_dact_f64(gy, y, gt, acc, n0, n1, O, P, act, slope)
+
+
+cdef inline void _maxpool(const floating *x, floating *y, int32_t *idx, Py_ssize_t planes,
+                          const fnn_conv_geom *g) noexcept nogil:
+    if floating is float:
+        fnn_maxpool2d_f32(x, y, idx, planes, g)
+    else:
+        fnn_maxpool2d_f64(x, y, idx, planes, g)
+
+
+cdef inline void _maxpool_bwd(const floating *gy, const int32_t *idx, floating *gx,
+                              Py_ssize_t planes, const fnn_conv_geom *g) noexcept nogil:
+    if floating is float:
+        fnn_maxpool2d_backward_f32(gy, idx, gx, planes, g)
+    else:
+        fnn_maxpool2d_backward_f64(gy, idx, gx, planes, g)
+
+
+cdef inline void _avgpool(const floating *x, floating *y, Py_ssize_t planes, const fnn_conv_geom *g,
+                          int count_include_pad) noexcept nogil:
+    if floating is float:
+        fnn_avgpool2d_f32(x, y, planes, g, count_include_pad)
+    else:
+        fnn_avgpool2d_f64(x, y, planes, g, count_include_pad)
+
+
+cdef inline void _avgpool_bwd(const floating *gy, floating *gx, Py_ssize_t planes,
+                              const fnn_conv_geom *g, int count_include_pad) noexcept nogil:
+    if floating is float:
+        fnn_avgpool2d_backward_f32(gy, gx, planes, g, count_include_pad)
+    else:
+        fnn_avgpool2d_backward_f64(gy, gx, planes, g, count_include_pad)
+
+
+cdef inline int _wino_in(const floating *x, floating *V, Py_ssize_t nimg, Py_ssize_t C,
+                         const fnn_conv_geom *g) noexcept nogil:
+    if floating is float:
+        return fnn_wino_in_f32(x, V, nimg, C, g)
+    else:
+        return fnn_wino_in_f64(x, V, nimg, C, g)
+
+
+cdef inline int _wino_out(const floating *M, floating *y, const floating *bias, Py_ssize_t nimg,
+                          Py_ssize_t O, const fnn_conv_geom *g) noexcept nogil:
+    if floating is float:
+        return fnn_wino_out_f32(M, y, bias, nimg, O, g)
+    else:
+        return fnn_wino_out_f64(M, y, bias, nimg, O, g)
+
+
+cdef inline int _wino_gout(const floating *gy, floating *gM, Py_ssize_t nimg, Py_ssize_t O,
+                           const fnn_conv_geom *g) noexcept nogil:
+    if floating is float:
+        return fnn_wino_gout_f32(gy, gM, nimg, O, g)
+    else:
+        return fnn_wino_gout_f64(gy, gM, nimg, O, g)
+
+
+cdef inline int _wino_gin(const floating *dV, floating *gx, Py_ssize_t nimg, Py_ssize_t C,
+                          const fnn_conv_geom *g) noexcept nogil:
+    if floating is float:
+        return fnn_wino_gin_f32(dV, gx, nimg, C, g)
+    else:
+        return fnn_wino_gin_f64(dV, gx, nimg, C, g)
+
+
+cdef inline void _wino_weight(const floating *w, floating *U, Py_ssize_t O,
+                              Py_ssize_t C) noexcept nogil:
+    if floating is float:
+        fnn_wino_weight_f32(w, U, O, C)
+    else:
+        fnn_wino_weight_f64(w, U, O, C)
+
+
+cdef inline void _wino_wgrad(const floating *dU, floating *gw, Py_ssize_t O, Py_ssize_t C,
+                             int accumulate) noexcept nogil:
+    if floating is float:
+        fnn_wino_wgrad_f32(dU, gw, O, C, accumulate)
+    else:
+        fnn_wino_wgrad_f64(dU, gw, O, C, accumulate)
+
+
+# -- argument helpers (with the GIL, before the loops) -----------------------------------
+
 cdef inline bint _is_f64(cnp.ndarray a) noexcept:
     return cnp.PyArray_TYPE(a) == cnp.NPY_DOUBLE
 
@@ -102,6 +236,24 @@ cdef fnn_conv_geom _geom(Py_ssize_t h, Py_ssize_t w, tuple k, tuple s, tuple p, 
     return g
 
 
+cdef inline void _split(Py_ssize_t n, int t, int nt, Py_ssize_t *lo, Py_ssize_t *hi) noexcept nogil:
+    lo[0] = n * t // nt
+    hi[0] = n * (t + 1) // nt
+
+
+# -- im2col / col2im: one task per (image, channel) plane --------------------------------
+
+cdef void _im2col_planes(const floating *x, floating *cols, Py_ssize_t N, Py_ssize_t Cn,
+                         Py_ssize_t HW, const fnn_conv_geom *g, int n_threads) noexcept nogil:
+    # plane (n, c) of x -> rows c*kh*kw.. of image n's (C*kh*kw, P) column block
+    cdef Py_ssize_t ld = g.oh * g.ow, rows = g.kh * g.kw, t, n, c
+    cdef Py_ssize_t nstep = Cn * rows * ld
+    for t in prange(N * Cn, schedule="static", num_threads=n_threads):
+        n = t // Cn
+        c = t - n * Cn
+        _im2col(x + t * HW, cols + c * rows * ld + n * nstep, ld, g)
+
+
 def im2col(cnp.ndarray x, cnp.ndarray cols, tuple k, tuple s, tuple p, Py_ssize_t oh, Py_ssize_t ow,
            int n_threads):
     """cols[n, (c*kh + i)*kw + j, q] = padded x[n, c, oh_q*sh + i - ph, ow_q*sw + j - pw].
@@ -111,24 +263,27 @@ def im2col(cnp.ndarray x, cnp.ndarray cols, tuple k, tuple s, tuple p, Py_ssize_
     cdef Py_ssize_t N = cnp.PyArray_DIM(x, 0), Cn = cnp.PyArray_DIM(x, 1)
     cdef Py_ssize_t H = cnp.PyArray_DIM(x, 2), W = cnp.PyArray_DIM(x, 3)
     cdef fnn_conv_geom g = _geom(H, W, k, s, p, oh, ow)
-    cdef Py_ssize_t P = oh * ow, rows = g.kh * g.kw, t, n, c
-    cdef Py_ssize_t ld = P, nstep = Cn * rows * P
-    cdef char *xp = <char *>cnp.PyArray_DATA(x)
-    cdef char *cp = <char *>cnp.PyArray_DATA(cols)
+    cdef void *xp = cnp.PyArray_DATA(x)
+    cdef void *cp = cnp.PyArray_DATA(cols)
     cdef bint f64 = _is_f64(x)
-    cdef Py_ssize_t isz = 8 if f64 else 4
-    if N * Cn * P == 0:
+    if N * Cn * oh * ow == 0:
         return
     with nogil:
-        for t in prange(N * Cn, schedule="static", num_threads=n_threads):
-            n = t // Cn
-            c = t - n * Cn
-            if f64:
-                fnn_im2col_f64(<const double *>(xp + (t * H * W) * isz),
-                               <double *>(cp + (c * rows * ld + n * nstep) * isz), ld, &g)
-            else:
-                fnn_im2col_f32(<const float *>(xp + (t * H * W) * isz),
-                               <float *>(cp + (c * rows * ld + n * nstep) * isz), ld, &g)
+        if f64:
+            _im2col_planes(<const double *>xp, <double *>cp, N, Cn, H * W, &g, n_threads)
+        else:
+            _im2col_planes(<const float *>xp, <float *>cp, N, Cn, H * W, &g, n_threads)
+
+
+cdef void _col2im_planes(const floating *cols, floating *gx, Py_ssize_t N, Py_ssize_t Cn,
+                         Py_ssize_t HW, const fnn_conv_geom *g, int n_threads) noexcept nogil:
+    # each task overwrites its own input plane (n, c): no races
+    cdef Py_ssize_t ld = g.oh * g.ow, rows = g.kh * g.kw, t, n, c
+    cdef Py_ssize_t nstep = Cn * rows * ld
+    for t in prange(N * Cn, schedule="static", num_threads=n_threads):
+        n = t // Cn
+        c = t - n * Cn
+        _col2im(cols + c * rows * ld + n * nstep, gx + t * HW, ld, g)
 
 
 def col2im(cnp.ndarray cols, cnp.ndarray gx, tuple k, tuple s, tuple p, Py_ssize_t oh, Py_ssize_t ow,
@@ -140,24 +295,25 @@ def col2im(cnp.ndarray cols, cnp.ndarray gx, tuple k, tuple s, tuple p, Py_ssize
     cdef Py_ssize_t N = cnp.PyArray_DIM(gx, 0), Cn = cnp.PyArray_DIM(gx, 1)
     cdef Py_ssize_t H = cnp.PyArray_DIM(gx, 2), W = cnp.PyArray_DIM(gx, 3)
     cdef fnn_conv_geom g = _geom(H, W, k, s, p, oh, ow)
-    cdef Py_ssize_t P = oh * ow, rows = g.kh * g.kw, t, n, c
-    cdef Py_ssize_t ld = P, nstep = Cn * rows * P
-    cdef char *gp = <char *>cnp.PyArray_DATA(gx)
-    cdef char *cp = <char *>cnp.PyArray_DATA(cols)
+    cdef void *gp = cnp.PyArray_DATA(gx)
+    cdef void *cp = cnp.PyArray_DATA(cols)
     cdef bint f64 = _is_f64(gx)
-    cdef Py_ssize_t isz = 8 if f64 else 4
     if N * Cn * H * W == 0:
         return
     with nogil:
-        for t in prange(N * Cn, schedule="static", num_threads=n_threads):
-            n = t // Cn
-            c = t - n * Cn
-            if f64:
-                fnn_col2im_f64(<const double *>(cp + (c * rows * ld + n * nstep) * isz),
-                               <double *>(gp + (t * H * W) * isz), ld, &g)
-            else:
-                fnn_col2im_f32(<const float *>(cp + (c * rows * ld + n * nstep) * isz),
-                               <float *>(gp + (t * H * W) * isz), ld, &g)
+        if f64:
+            _col2im_planes(<const double *>cp, <double *>gp, N, Cn, H * W, &g, n_threads)
+        else:
+            _col2im_planes(<const float *>cp, <float *>gp, N, Cn, H * W, &g, n_threads)
+
+
+# -- direct stride-1 conv ----------------------------------------------------------------
+
+cdef int _direct_images(const floating *x, const floating *w, const floating *b, floating *y,
+                        Py_ssize_t n0, Py_ssize_t n1, Py_ssize_t Cn, Py_ssize_t O,
+                        const fnn_conv_geom *g, int act, double slope) noexcept nogil:
+    return _direct(x + n0 * Cn * g.h * g.w, w, b, y + n0 * O * g.oh * g.ow, n1 - n0, Cn, O, g,
+                   act, slope)
 
 
 def conv_direct(cnp.ndarray x, cnp.ndarray w, object bias, cnp.ndarray y, Py_ssize_t n0,
@@ -170,45 +326,85 @@ def conv_direct(cnp.ndarray x, cnp.ndarray w, object bias, cnp.ndarray y, Py_ssi
     cdef fnn_conv_geom g = _geom(cnp.PyArray_DIM(x, 2), cnp.PyArray_DIM(x, 3),
                                  (cnp.PyArray_DIM(w, 2), cnp.PyArray_DIM(w, 3)), (1, 1), p,
                                  cnp.PyArray_DIM(y, 2), cnp.PyArray_DIM(y, 3))
-    cdef Py_ssize_t xi = Cn * g.h * g.w, yi = O * g.oh * g.ow
+    cdef void *xp = cnp.PyArray_DATA(x)
+    cdef void *wp = cnp.PyArray_DATA(w)
     cdef void *bp = _data(bias)
+    cdef void *yp = cnp.PyArray_DATA(y)
     cdef bint f64 = _is_f64(x)
     cdef int rc
-    if n1 <= n0 or yi == 0:
+    if n1 <= n0 or O * g.oh * g.ow == 0:
         return
     with nogil:
         if f64:
-            rc = fnn_conv_direct_f64(<const double *>cnp.PyArray_DATA(x) + n0 * xi,
-                                     <const double *>cnp.PyArray_DATA(w), <const double *>bp,
-                                     <double *>cnp.PyArray_DATA(y) + n0 * yi, n1 - n0, Cn, O, &g,
-                                     act, slope)
+            rc = _direct_images(<const double *>xp, <const double *>wp, <const double *>bp,
+                                <double *>yp, n0, n1, Cn, O, &g, act, slope)
         else:
-            rc = fnn_conv_direct_f32(<const float *>cnp.PyArray_DATA(x) + n0 * xi,
-                                     <const float *>cnp.PyArray_DATA(w), <const float *>bp,
-                                     <float *>cnp.PyArray_DATA(y) + n0 * yi, n1 - n0, Cn, O, &g,
-                                     act, <float>slope)
+            rc = _direct_images(<const float *>xp, <const float *>wp, <const float *>bp,
+                                <float *>yp, n0, n1, Cn, O, &g, act, slope)
     if rc != 0:
         raise MemoryError("conv2d (direct): could not allocate a scratch plane")
+
+
+# -- element-wise passes over (N, O, P): one block of images per thread ------------------
+
+cdef inline int _image_threads(Py_ssize_t N, int n_threads) noexcept nogil:
+    return n_threads if N >= n_threads else 1
+
+
+cdef void _bias_act_images(floating *y, const floating *b, Py_ssize_t N, Py_ssize_t O,
+                           Py_ssize_t P, int act, double slope, int n_threads) noexcept nogil:
+    cdef int t, nt = _image_threads(N, n_threads)
+    cdef Py_ssize_t n0, n1
+    for t in prange(nt, schedule="static", chunksize=1, num_threads=nt):
+        _split(N, t, nt, &n0, &n1)
+        _bias_act(y, b, n0, n1, O, P, act, slope)
 
 
 def bias_act_nchw(cnp.ndarray y, object bias, int act, double slope, int n_threads):
     """In place on a C-contiguous (N, O, ...) y: y[n, o] = act(y[n, o] + bias[o]) (bias may be None)."""
     cdef Py_ssize_t N = cnp.PyArray_DIM(y, 0), O = cnp.PyArray_DIM(y, 1)
-    cdef Py_ssize_t P = cnp.PyArray_SIZE(y) // (N * O) if N * O else 0, t, n0, n1
+    cdef Py_ssize_t P = cnp.PyArray_SIZE(y) // (N * O) if N * O else 0
     cdef void *yp = cnp.PyArray_DATA(y)
     cdef void *bp = _data(bias)
     cdef bint f64 = _is_f64(y)
-    cdef int nt = n_threads if N >= n_threads else 1
     if N * O * P == 0:
         return
     with nogil:
+        if f64:
+            _bias_act_images(<double *>yp, <const double *>bp, N, O, P, act, slope, n_threads)
+        else:
+            _bias_act_images(<float *>yp, <const float *>bp, N, O, P, act, slope, n_threads)
+
+
+cdef int _dact_images(const floating *gy, const floating *y, floating *gt, floating *gb,
+                      bint accumulate, Py_ssize_t N, Py_ssize_t O, Py_ssize_t P, int act,
+                      double slope, int n_threads) noexcept nogil:
+    """Returns -1 when the per-thread bias-gradient accumulators cannot be allocated."""
+    cdef int t, nt = _image_threads(N, n_threads)
+    cdef Py_ssize_t n0, n1, o
+    cdef double *acc = NULL
+    cdef double s
+    if gb != NULL:
+        acc = <double *>malloc(nt * O * sizeof(double) + 1)
+        if acc == NULL:
+            return -1
+        memset(acc, 0, nt * O * sizeof(double))
+    if N * O * P != 0:
         for t in prange(nt, schedule="static", chunksize=1, num_threads=nt):
-            n0 = N * t // nt
-            n1 = N * (t + 1) // nt
-            if f64:
-                fnn_conv_bias_act_f64(<double *>yp, <const double *>bp, n0, n1, O, P, act, slope)
+            _split(N, t, nt, &n0, &n1)
+            _dact(gy, y, gt, NULL if acc == NULL else acc + t * O, n0, n1, O, P, act, slope)
+    if acc != NULL:
+        for o in range(O):
+            s = 0.0
+            for t in range(nt):
+                s = s + acc[t * O + o]
+            # round the sum to the dtype, then add in the dtype (as NumPy's gb += sum does)
+            if accumulate:
+                gb[o] = gb[o] + <floating>s
             else:
-                fnn_conv_bias_act_f32(<float *>yp, <const float *>bp, n0, n1, O, P, act, <float>slope)
+                gb[o] = <floating>s
+        free(acc)
+    return 0
 
 
 def dact_nchw(cnp.ndarray gy, object y, cnp.ndarray gt, object grad_bias, bint accumulate, int act,
@@ -219,57 +415,39 @@ def dact_nchw(cnp.ndarray gy, object y, cnp.ndarray gt, object grad_bias, bint a
     and y may be None.  grad_bias may be None.
     """
     cdef Py_ssize_t N = cnp.PyArray_DIM(gy, 0), O = cnp.PyArray_DIM(gy, 1)
-    cdef Py_ssize_t P = cnp.PyArray_SIZE(gy) // (N * O) if N * O else 0, t, n0, n1, o
+    cdef Py_ssize_t P = cnp.PyArray_SIZE(gy) // (N * O) if N * O else 0
     cdef void *gp = cnp.PyArray_DATA(gy)
-    cdef void *yp = _data(y) if y is not None else cnp.PyArray_DATA(gy)
+    cdef void *yp = _data(y) if y is not None else gp
     cdef void *tp = cnp.PyArray_DATA(gt)
+    cdef void *bp = _data(grad_bias)
     cdef bint f64 = _is_f64(gy)
-    cdef int nt = n_threads if N >= n_threads else 1
-    cdef double *acc = NULL
-    cdef double *a
-    cdef double s
-    if grad_bias is None and act == 0 and tp == gp:
+    cdef int rc
+    if grad_bias is None and act == K.ACT_IDENTITY and tp == gp:
         return
-    if grad_bias is not None:
-        acc = <double *>malloc(nt * O * sizeof(double) + 1)
-        if acc == NULL:
-            raise MemoryError()
-        memset(acc, 0, nt * O * sizeof(double))
-    try:
-        if N * O * P != 0:
-            with nogil:
-                for t in prange(nt, schedule="static", chunksize=1, num_threads=nt):
-                    n0 = N * t // nt
-                    n1 = N * (t + 1) // nt
-                    a = NULL if acc == NULL else acc + t * O
-                    if f64:
-                        fnn_conv_dact_f64(<const double *>gp, <const double *>yp, <double *>tp, a,
-                                          n0, n1, O, P, act, slope)
-                    else:
-                        fnn_conv_dact_f32(<const float *>gp, <const float *>yp, <float *>tp, a,
-                                          n0, n1, O, P, act, <float>slope)
-        if acc != NULL:
-            for o in range(O):
-                s = 0.0
-                for t in range(nt):
-                    s += acc[t * O + o]
-                if f64:
-                    if accumulate:
-                        (<double *>cnp.PyArray_DATA(grad_bias))[o] += s
-                    else:
-                        (<double *>cnp.PyArray_DATA(grad_bias))[o] = s
-                else:
-                    if accumulate:
-                        (<float *>cnp.PyArray_DATA(grad_bias))[o] += <float>s
-                    else:
-                        (<float *>cnp.PyArray_DATA(grad_bias))[o] = <float>s
-    finally:
-        free(acc)
+    with nogil:
+        if f64:
+            rc = _dact_images(<const double *>gp, <const double *>yp, <double *>tp, <double *>bp,
+                              accumulate, N, O, P, act, slope, n_threads)
+        else:
+            rc = _dact_images(<const float *>gp, <const float *>yp, <float *>tp, <float *>bp,
+                              accumulate, N, O, P, act, slope, n_threads)
+    if rc < 0:
+        raise MemoryError()
 
 
-cdef inline void _split(Py_ssize_t n, int t, int nt, Py_ssize_t *lo, Py_ssize_t *hi) noexcept nogil:
-    lo[0] = n * t // nt
-    hi[0] = n * (t + 1) // nt
+# -- pooling: one block of (N*C) planes per thread ---------------------------------------
+
+cdef inline int _plane_threads(Py_ssize_t planes, int n_threads) noexcept nogil:
+    return n_threads if planes >= n_threads else 1
+
+
+cdef void _maxpool_planes(const floating *x, floating *y, int32_t *idx, Py_ssize_t planes,
+                          const fnn_conv_geom *g, int n_threads) noexcept nogil:
+    cdef Py_ssize_t HW = g.h * g.w, P = g.oh * g.ow, lo, hi
+    cdef int t, nt = _plane_threads(planes, n_threads)
+    for t in prange(nt, schedule="static", chunksize=1, num_threads=nt):
+        _split(planes, t, nt, &lo, &hi)
+        _maxpool(x + lo * HW, y + lo * P, idx + lo * P, hi - lo, g)
 
 
 def max_pool2d(cnp.ndarray x, cnp.ndarray y, cnp.ndarray idx, tuple k, tuple s, tuple p, int n_threads):
@@ -277,23 +455,27 @@ def max_pool2d(cnp.ndarray x, cnp.ndarray y, cnp.ndarray idx, tuple k, tuple s, 
     cdef Py_ssize_t planes = cnp.PyArray_DIM(x, 0) * cnp.PyArray_DIM(x, 1)
     cdef fnn_conv_geom g = _geom(cnp.PyArray_DIM(x, 2), cnp.PyArray_DIM(x, 3), k, s, p,
                                  cnp.PyArray_DIM(y, 2), cnp.PyArray_DIM(y, 3))
-    cdef Py_ssize_t HW = g.h * g.w, P = g.oh * g.ow, lo, hi
-    cdef int t, nt = n_threads if planes >= n_threads else 1
     cdef void *xp = cnp.PyArray_DATA(x)
     cdef void *yp = cnp.PyArray_DATA(y)
     cdef int32_t *ip = <int32_t *>cnp.PyArray_DATA(idx)
     cdef bint f64 = _is_f64(x)
-    if planes * P == 0:
+    if planes * g.oh * g.ow == 0:
         return
     with nogil:
-        for t in prange(nt, schedule="static", chunksize=1, num_threads=nt):
-            _split(planes, t, nt, &lo, &hi)
-            if f64:
-                fnn_maxpool2d_f64(<const double *>xp + lo * HW, <double *>yp + lo * P, ip + lo * P,
-                                  hi - lo, &g)
-            else:
-                fnn_maxpool2d_f32(<const float *>xp + lo * HW, <float *>yp + lo * P, ip + lo * P,
-                                  hi - lo, &g)
+        if f64:
+            _maxpool_planes(<const double *>xp, <double *>yp, ip, planes, &g, n_threads)
+        else:
+            _maxpool_planes(<const float *>xp, <float *>yp, ip, planes, &g, n_threads)
+
+
+cdef void _maxpool_bwd_planes(const floating *gy, const int32_t *idx, floating *gx,
+                              Py_ssize_t planes, const fnn_conv_geom *g,
+                              int n_threads) noexcept nogil:
+    cdef Py_ssize_t HW = g.h * g.w, P = g.oh * g.ow, lo, hi
+    cdef int t, nt = _plane_threads(planes, n_threads)
+    for t in prange(nt, schedule="static", chunksize=1, num_threads=nt):
+        _split(planes, t, nt, &lo, &hi)
+        _maxpool_bwd(gy + lo * P, idx + lo * P, gx + lo * HW, hi - lo, g)
 
 
 def max_pool2d_backward(cnp.ndarray gy, cnp.ndarray idx, cnp.ndarray gx, int n_threads):
@@ -302,23 +484,26 @@ def max_pool2d_backward(cnp.ndarray gy, cnp.ndarray idx, cnp.ndarray gx, int n_t
     cdef fnn_conv_geom g
     g.h = cnp.PyArray_DIM(gx, 2); g.w = cnp.PyArray_DIM(gx, 3)
     g.oh = cnp.PyArray_DIM(gy, 2); g.ow = cnp.PyArray_DIM(gy, 3)
-    cdef Py_ssize_t HW = g.h * g.w, P = g.oh * g.ow, lo, hi
-    cdef int t, nt = n_threads if planes >= n_threads else 1
     cdef void *gp = cnp.PyArray_DATA(gy)
     cdef void *xp = cnp.PyArray_DATA(gx)
     cdef const int32_t *ip = <const int32_t *>cnp.PyArray_DATA(idx)
     cdef bint f64 = _is_f64(gx)
-    if planes * HW == 0:
+    if planes * g.h * g.w == 0:
         return
     with nogil:
-        for t in prange(nt, schedule="static", chunksize=1, num_threads=nt):
-            _split(planes, t, nt, &lo, &hi)
-            if f64:
-                fnn_maxpool2d_backward_f64(<const double *>gp + lo * P, ip + lo * P,
-                                           <double *>xp + lo * HW, hi - lo, &g)
-            else:
-                fnn_maxpool2d_backward_f32(<const float *>gp + lo * P, ip + lo * P,
-                                           <float *>xp + lo * HW, hi - lo, &g)
+        if f64:
+            _maxpool_bwd_planes(<const double *>gp, ip, <double *>xp, planes, &g, n_threads)
+        else:
+            _maxpool_bwd_planes(<const float *>gp, ip, <float *>xp, planes, &g, n_threads)
+
+
+cdef void _avgpool_planes(const floating *x, floating *y, Py_ssize_t planes, const fnn_conv_geom *g,
+                          int count_include_pad, int n_threads) noexcept nogil:
+    cdef Py_ssize_t HW = g.h * g.w, P = g.oh * g.ow, lo, hi
+    cdef int t, nt = _plane_threads(planes, n_threads)
+    for t in prange(nt, schedule="static", chunksize=1, num_threads=nt):
+        _split(planes, t, nt, &lo, &hi)
+        _avgpool(x + lo * HW, y + lo * P, hi - lo, g, count_include_pad)
 
 
 def avg_pool2d(cnp.ndarray x, cnp.ndarray y, tuple k, tuple s, tuple p, bint count_include_pad,
@@ -327,22 +512,28 @@ def avg_pool2d(cnp.ndarray x, cnp.ndarray y, tuple k, tuple s, tuple p, bint cou
     cdef Py_ssize_t planes = cnp.PyArray_DIM(x, 0) * cnp.PyArray_DIM(x, 1)
     cdef fnn_conv_geom g = _geom(cnp.PyArray_DIM(x, 2), cnp.PyArray_DIM(x, 3), k, s, p,
                                  cnp.PyArray_DIM(y, 2), cnp.PyArray_DIM(y, 3))
-    cdef Py_ssize_t HW = g.h * g.w, P = g.oh * g.ow, lo, hi
-    cdef int t, nt = n_threads if planes >= n_threads else 1
     cdef void *xp = cnp.PyArray_DATA(x)
     cdef void *yp = cnp.PyArray_DATA(y)
     cdef bint f64 = _is_f64(x)
-    if planes * P == 0:
+    if planes * g.oh * g.ow == 0:
         return
     with nogil:
-        for t in prange(nt, schedule="static", chunksize=1, num_threads=nt):
-            _split(planes, t, nt, &lo, &hi)
-            if f64:
-                fnn_avgpool2d_f64(<const double *>xp + lo * HW, <double *>yp + lo * P, hi - lo, &g,
-                                  count_include_pad)
-            else:
-                fnn_avgpool2d_f32(<const float *>xp + lo * HW, <float *>yp + lo * P, hi - lo, &g,
-                                  count_include_pad)
+        if f64:
+            _avgpool_planes(<const double *>xp, <double *>yp, planes, &g, count_include_pad,
+                            n_threads)
+        else:
+            _avgpool_planes(<const float *>xp, <float *>yp, planes, &g, count_include_pad,
+                            n_threads)
+
+
+cdef void _avgpool_bwd_planes(const floating *gy, floating *gx, Py_ssize_t planes,
+                              const fnn_conv_geom *g, int count_include_pad,
+                              int n_threads) noexcept nogil:
+    cdef Py_ssize_t HW = g.h * g.w, P = g.oh * g.ow, lo, hi
+    cdef int t, nt = _plane_threads(planes, n_threads)
+    for t in prange(nt, schedule="static", chunksize=1, num_threads=nt):
+        _split(planes, t, nt, &lo, &hi)
+        _avgpool_bwd(gy + lo * P, gx + lo * HW, hi - lo, g, count_include_pad)
 
 
 def avg_pool2d_backward(cnp.ndarray gy, cnp.ndarray gx, tuple k, tuple s, tuple p,
@@ -351,22 +542,18 @@ def avg_pool2d_backward(cnp.ndarray gy, cnp.ndarray gx, tuple k, tuple s, tuple 
     cdef Py_ssize_t planes = cnp.PyArray_DIM(gx, 0) * cnp.PyArray_DIM(gx, 1)
     cdef fnn_conv_geom g = _geom(cnp.PyArray_DIM(gx, 2), cnp.PyArray_DIM(gx, 3), k, s, p,
                                  cnp.PyArray_DIM(gy, 2), cnp.PyArray_DIM(gy, 3))
-    cdef Py_ssize_t HW = g.h * g.w, P = g.oh * g.ow, lo, hi
-    cdef int t, nt = n_threads if planes >= n_threads else 1
     cdef void *gp = cnp.PyArray_DATA(gy)
     cdef void *xp = cnp.PyArray_DATA(gx)
     cdef bint f64 = _is_f64(gx)
-    if planes * HW == 0:
+    if planes * g.h * g.w == 0:
         return
     with nogil:
-        for t in prange(nt, schedule="static", chunksize=1, num_threads=nt):
-            _split(planes, t, nt, &lo, &hi)
-            if f64:
-                fnn_avgpool2d_backward_f64(<const double *>gp + lo * P, <double *>xp + lo * HW,
-                                           hi - lo, &g, count_include_pad)
-            else:
-                fnn_avgpool2d_backward_f32(<const float *>gp + lo * P, <float *>xp + lo * HW,
-                                           hi - lo, &g, count_include_pad)
+        if f64:
+            _avgpool_bwd_planes(<const double *>gp, <double *>xp, planes, &g, count_include_pad,
+                                n_threads)
+        else:
+            _avgpool_bwd_planes(<const float *>gp, <float *>xp, planes, &g, count_include_pad,
+                                n_threads)
 
 
 # -- Winograd F(2x2, 3x3) transforms (src_c/fnn_wino.c has the maths and layouts) ----------
@@ -385,25 +572,34 @@ cdef inline void _wcheck(int rc) except *:
         raise MemoryError("conv2d (Winograd): could not allocate a scratch plane")
 
 
-cdef inline Py_ssize_t _tiles(fnn_conv_geom *g) noexcept:
+cdef inline Py_ssize_t _tiles(const fnn_conv_geom *g) noexcept nogil:
     return ((g.oh + 1) // 2) * ((g.ow + 1) // 2)
+
+
+cdef int _wino_in_images(const floating *x, floating *V, Py_ssize_t n0, Py_ssize_t n1,
+                         Py_ssize_t Cn, const fnn_conv_geom *g) noexcept nogil:
+    return _wino_in(x + n0 * Cn * g.h * g.w, V + n0 * _tiles(g) * 16 * Cn, n1 - n0, Cn, g)
 
 
 def wino_in(cnp.ndarray x, cnp.ndarray V, Py_ssize_t n0, Py_ssize_t n1, tuple p, tuple ohw):
     """V[n0*T:n1*T] <- B^T d B of the 4x4 input tiles of images x[n0:n1]."""
     cdef Py_ssize_t Cn = cnp.PyArray_DIM(x, 1)
     cdef fnn_conv_geom g = _wgeom((cnp.PyArray_DIM(x, 2), cnp.PyArray_DIM(x, 3)), p, ohw)
-    cdef Py_ssize_t img = Cn * g.h * g.w, row = _tiles(&g) * 16 * Cn
+    cdef void *xp = cnp.PyArray_DATA(x)
+    cdef void *vp = cnp.PyArray_DATA(V)
     cdef bint f64 = _is_f64(x)
     cdef int rc
     with nogil:
         if f64:
-            rc = fnn_wino_in_f64(<const double *>cnp.PyArray_DATA(x) + n0 * img,
-                                 <double *>cnp.PyArray_DATA(V) + n0 * row, n1 - n0, Cn, &g)
+            rc = _wino_in_images(<const double *>xp, <double *>vp, n0, n1, Cn, &g)
         else:
-            rc = fnn_wino_in_f32(<const float *>cnp.PyArray_DATA(x) + n0 * img,
-                                 <float *>cnp.PyArray_DATA(V) + n0 * row, n1 - n0, Cn, &g)
+            rc = _wino_in_images(<const float *>xp, <float *>vp, n0, n1, Cn, &g)
     _wcheck(rc)
+
+
+cdef int _wino_out_images(const floating *M, floating *y, const floating *bias, Py_ssize_t n0,
+                          Py_ssize_t n1, Py_ssize_t O, const fnn_conv_geom *g) noexcept nogil:
+    return _wino_out(M, y + n0 * O * g.oh * g.ow, bias, n1 - n0, O, g)
 
 
 def wino_out(cnp.ndarray M, cnp.ndarray y, object bias, Py_ssize_t n0, Py_ssize_t n1, tuple hw,
@@ -411,20 +607,24 @@ def wino_out(cnp.ndarray M, cnp.ndarray y, object bias, Py_ssize_t n0, Py_ssize_
     """y[n0:n1] <- A^T M A (+ bias) from the chunk's M ((n1 - n0) * T, 16, O)."""
     cdef Py_ssize_t O = cnp.PyArray_DIM(y, 1)
     cdef fnn_conv_geom g = _wgeom(hw, p, (cnp.PyArray_DIM(y, 2), cnp.PyArray_DIM(y, 3)))
-    cdef Py_ssize_t img = O * g.oh * g.ow
+    cdef void *mp = cnp.PyArray_DATA(M)
+    cdef void *yp = cnp.PyArray_DATA(y)
     cdef void *bp = _data(bias)
     cdef bint f64 = _is_f64(y)
     cdef int rc
     with nogil:
         if f64:
-            rc = fnn_wino_out_f64(<const double *>cnp.PyArray_DATA(M),
-                                  <double *>cnp.PyArray_DATA(y) + n0 * img, <const double *>bp,
-                                  n1 - n0, O, &g)
+            rc = _wino_out_images(<const double *>mp, <double *>yp, <const double *>bp, n0, n1,
+                                  O, &g)
         else:
-            rc = fnn_wino_out_f32(<const float *>cnp.PyArray_DATA(M),
-                                  <float *>cnp.PyArray_DATA(y) + n0 * img, <const float *>bp,
-                                  n1 - n0, O, &g)
+            rc = _wino_out_images(<const float *>mp, <float *>yp, <const float *>bp, n0, n1,
+                                  O, &g)
     _wcheck(rc)
+
+
+cdef int _wino_gout_images(const floating *gy, floating *gM, Py_ssize_t n0, Py_ssize_t n1,
+                           Py_ssize_t O, const fnn_conv_geom *g) noexcept nogil:
+    return _wino_gout(gy + n0 * O * g.oh * g.ow, gM, n1 - n0, O, g)
 
 
 def wino_gout(cnp.ndarray gy, cnp.ndarray gM, Py_ssize_t n0, Py_ssize_t n1, tuple hw, tuple p):
@@ -432,55 +632,60 @@ def wino_gout(cnp.ndarray gy, cnp.ndarray gM, Py_ssize_t n0, Py_ssize_t n1, tupl
     tiles of gy[n0:n1]."""
     cdef Py_ssize_t O = cnp.PyArray_DIM(gy, 1)
     cdef fnn_conv_geom g = _wgeom(hw, p, (cnp.PyArray_DIM(gy, 2), cnp.PyArray_DIM(gy, 3)))
-    cdef Py_ssize_t img = O * g.oh * g.ow
+    cdef void *gp = cnp.PyArray_DATA(gy)
+    cdef void *mp = cnp.PyArray_DATA(gM)
     cdef bint f64 = _is_f64(gy)
     cdef int rc
     with nogil:
         if f64:
-            rc = fnn_wino_gout_f64(<const double *>cnp.PyArray_DATA(gy) + n0 * img,
-                                   <double *>cnp.PyArray_DATA(gM), n1 - n0, O, &g)
+            rc = _wino_gout_images(<const double *>gp, <double *>mp, n0, n1, O, &g)
         else:
-            rc = fnn_wino_gout_f32(<const float *>cnp.PyArray_DATA(gy) + n0 * img,
-                                   <float *>cnp.PyArray_DATA(gM), n1 - n0, O, &g)
+            rc = _wino_gout_images(<const float *>gp, <float *>mp, n0, n1, O, &g)
     _wcheck(rc)
+
+
+cdef int _wino_gin_images(const floating *dV, floating *gx, Py_ssize_t n0, Py_ssize_t n1,
+                          Py_ssize_t Cn, const fnn_conv_geom *g) noexcept nogil:
+    return _wino_gin(dV, gx + n0 * Cn * g.h * g.w, n1 - n0, Cn, g)
 
 
 def wino_gin(cnp.ndarray dV, cnp.ndarray gx, Py_ssize_t n0, Py_ssize_t n1, tuple p, tuple ohw):
     """gx[n0:n1] <- sum of B dV B^T over tiles, from the chunk's dV ((n1 - n0) * T, 16, C)."""
     cdef Py_ssize_t Cn = cnp.PyArray_DIM(gx, 1)
     cdef fnn_conv_geom g = _wgeom((cnp.PyArray_DIM(gx, 2), cnp.PyArray_DIM(gx, 3)), p, ohw)
-    cdef Py_ssize_t img = Cn * g.h * g.w
+    cdef void *vp = cnp.PyArray_DATA(dV)
+    cdef void *xp = cnp.PyArray_DATA(gx)
     cdef bint f64 = _is_f64(gx)
     cdef int rc
     with nogil:
         if f64:
-            rc = fnn_wino_gin_f64(<const double *>cnp.PyArray_DATA(dV),
-                                  <double *>cnp.PyArray_DATA(gx) + n0 * img, n1 - n0, Cn, &g)
+            rc = _wino_gin_images(<const double *>vp, <double *>xp, n0, n1, Cn, &g)
         else:
-            rc = fnn_wino_gin_f32(<const float *>cnp.PyArray_DATA(dV),
-                                  <float *>cnp.PyArray_DATA(gx) + n0 * img, n1 - n0, Cn, &g)
+            rc = _wino_gin_images(<const float *>vp, <float *>xp, n0, n1, Cn, &g)
     _wcheck(rc)
 
 
 def wino_weight(cnp.ndarray w, cnp.ndarray U):
     """U (16, C, O) <- G w G^T for the (O, C, 3, 3) weight."""
     cdef Py_ssize_t O = cnp.PyArray_DIM(w, 0), Cn = cnp.PyArray_DIM(w, 1)
+    cdef void *wp = cnp.PyArray_DATA(w)
+    cdef void *up = cnp.PyArray_DATA(U)
     cdef bint f64 = _is_f64(w)
     with nogil:
         if f64:
-            fnn_wino_weight_f64(<const double *>cnp.PyArray_DATA(w), <double *>cnp.PyArray_DATA(U), O, Cn)
+            _wino_weight(<const double *>wp, <double *>up, O, Cn)
         else:
-            fnn_wino_weight_f32(<const float *>cnp.PyArray_DATA(w), <float *>cnp.PyArray_DATA(U), O, Cn)
+            _wino_weight(<const float *>wp, <float *>up, O, Cn)
 
 
 def wino_wgrad(cnp.ndarray dU, cnp.ndarray gw, bint accumulate):
     """gw (O, C, 3, 3) <- G^T dU G (+= when accumulate) from dU (16, C, O)."""
     cdef Py_ssize_t O = cnp.PyArray_DIM(gw, 0), Cn = cnp.PyArray_DIM(gw, 1)
+    cdef void *dp = cnp.PyArray_DATA(dU)
+    cdef void *gp = cnp.PyArray_DATA(gw)
     cdef bint f64 = _is_f64(gw)
     with nogil:
         if f64:
-            fnn_wino_wgrad_f64(<const double *>cnp.PyArray_DATA(dU), <double *>cnp.PyArray_DATA(gw),
-                               O, Cn, accumulate)
+            _wino_wgrad(<const double *>dp, <double *>gp, O, Cn, accumulate)
         else:
-            fnn_wino_wgrad_f32(<const float *>cnp.PyArray_DATA(dU), <float *>cnp.PyArray_DATA(gw),
-                               O, Cn, accumulate)
+            _wino_wgrad(<const float *>dp, <float *>gp, O, Cn, accumulate)

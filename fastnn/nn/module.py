@@ -108,6 +108,14 @@ def _native(cls, public, buffered):
     return where[public] >= where[buffered]
 
 
+def _owned(owner, slot, y):
+    """Copies the caller owns of a forward's result: an array, or a (nested) tuple of
+    arrays and None, as a recurrent layer returns (output, state)."""
+    if isinstance(y, tuple):
+        return tuple(_owned(owner, f"{slot}.{i}", v) for i, v in enumerate(y))
+    return None if y is None else owned_copy(owner, slot, y)
+
+
 def forward_step(module, x):
     """``module``'s forward in its own buffers (its ``forward`` when a subclass overrides it)."""
     return module._forward(x) if module._native_forward else module.forward(x)
@@ -170,7 +178,7 @@ class Module:
         """Compute the output for input ``x`` (returns a new array)."""
         if type(self)._forward is Module._forward:
             raise NotImplementedError(f"{type(self).__name__} must implement forward()")
-        return owned_copy(self, "forward", self._forward(x))
+        return _owned(self, "forward", self._forward(x))
 
     def backward(self, grad_y):
         """Back-propagate ``grad_y``: accumulate parameter gradients, return grad wrt input."""
