@@ -2,7 +2,7 @@
 
     python -m fastnn                 # fastnn.show_config(), readable
     python -m fastnn demo [...]      # train on the digits, compare with NumPy (fastnn._demo)
-    python -m fastnn bench [...]     # benchmark ratio table (fastnn._bench)
+    python -m fastnn bench [...]     # benchmark ratio table (fastnn._bench.cli)
 """
 import sys
 
@@ -72,7 +72,7 @@ def main(argv=None):
         from fastnn._demo import main as demo_main
         return demo_main(rest)
     if cmd == "bench":
-        from fastnn._bench import main as bench_main
+        from fastnn._bench.cli import main as bench_main
         return bench_main(rest)
     if cmd in ("-h", "--help", "help"):
         print(USAGE, end="")

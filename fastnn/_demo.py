@@ -28,7 +28,7 @@ def _positive_int(text):
 
 def _run_mlp(args, data, log):
     from . import _baselines as B
-    from ._bench import train_fastnn_mlp
+    from ._zoo import train_fastnn_mlp
 
     X_train, X_test, y_train, y_test = data
     hidden = (128,)
@@ -57,7 +57,7 @@ def _run_mlp(args, data, log):
 
 def _run_cnn(args, data, log):
     from . import _baselines as B
-    from ._bench import DIGITS_CNN_SPEC, fastnn_cnn
+    from ._zoo import DIGITS_CNN_SPEC, fastnn_cnn
     from . import losses, optim, train
 
     X_train, X_test, y_train, y_test = (a.reshape(-1, 1, 8, 8) if a.ndim == 2 else a for a in data)
@@ -125,7 +125,7 @@ def main(argv=None):
         return 1
     from threadpoolctl import threadpool_limits
 
-    from ._bench import load_digits_split
+    from ._zoo import load_digits_split
 
     data = load_digits_split(split_seed=0)
     X_train, X_test = data[0], data[1]

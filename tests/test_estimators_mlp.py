@@ -252,7 +252,7 @@ def test_float32_stays_float32_and_tracks_sklearn(digits):
 def test_digits_protocol_accuracy_matches_sklearn():
     """The core issue's digits protocol (64-128-10, Adam 1e-3, batch 32), shortened to
     15 epochs: mean test accuracy over seeds within sklearn's own seed-to-seed spread."""
-    from fastnn._bench import load_digits_split
+    from fastnn._zoo import load_digits_split
     Xtr, Xte, ytr, yte = load_digits_split()
     kw = dict(hidden_layer_sizes=(128,), alpha=0.0, batch_size=32, max_iter=15, tol=0.0,
               n_iter_no_change=10 ** 9)

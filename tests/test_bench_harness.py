@@ -1,0 +1,49 @@
+"""The benchmark harness (fastnn._bench): registry, checks, and the demo kept off it."""
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from fastnn import _bench
+from fastnn._bench.harness import Impl
+
+
+def test_default_set_has_the_lstm_row_and_extras_run_on_request():
+    names = _bench.workload_names()
+    assert "lstm_t50_b64_64x128" in names
+    # the rows of the README's measured table keep their names and order
+    assert names[:12] == ["adam", "sgd_momentum", "rmsprop", "dense_b256_784x1024",
+                          "dense_b64_1024x1024", "dense_b4096_256x256", "mlp_epoch", "digits",
+                          "conv_n64_3x32_32_k3p1", "conv_n64_32x64_16_k3p1",
+                          "conv_n128_1x8_28_k5p0", "lenet_step"]
+    extra = _bench.extra_workload_names()
+    assert not set(extra) & set(names)
+    selected, unknown = _bench.select(["norm", "elementwise", "lstm"])
+    assert unknown == []
+    assert selected == ["lstm_t50_b64_64x128"] + extra
+
+
+def test_unknown_workload_names_are_reported():
+    assert _bench.select(["nonsense"])[1] == ["nonsense"]
+    with pytest.raises(ValueError, match="unknown workload 'nonsense'"):
+        _bench.make_workload("nonsense")
+
+
+@pytest.mark.parametrize("name", ["lstm_t6_b8_8x16", "norm_groupnorm", "loss_huber", "dropout"])
+def test_quick_workload_fastnn_passes_and_a_wrong_result_fails(name):
+    wl = _bench.make_workload(name, quick=True)
+    impl = wl.make("fastnn")
+    impl.run()
+    wl.check("fastnn", impl, wl.reference(impl.calls))
+    good = impl.result()
+    wrong = Impl(lambda: None, lambda: tuple(np.asarray(a) * 1.5 + 0.1 for a in good))
+    with pytest.raises(AssertionError, match=r"\[wrong\]"):
+        wl.check("wrong", wrong, wl.reference(1))
+
+
+def test_demo_and_zoo_do_not_import_the_bench():
+    code = ("import sys, fastnn._demo, fastnn._zoo; "
+            "print(any(m.startswith('fastnn._bench') for m in sys.modules))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "False"
