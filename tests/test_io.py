@@ -162,7 +162,7 @@ def test_load_never_imports_a_class_named_by_the_file(tmp_path):
 
 
 def test_fastnn_formats_use_no_pickle():
-    root = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "fastnn", "io")
+    root = os.path.dirname(os.path.abspath(io.__file__))   # the installed package, not the source tree
     for name in os.listdir(root):
         if name.endswith(".py"):
             with open(os.path.join(root, name), encoding="utf-8") as f:
