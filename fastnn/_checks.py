@@ -66,11 +66,61 @@ def same_dtype(*pairs):
             )
 
 
+class ParameterError(ValueError, TypeError):
+    """A hyperparameter of the wrong type.
+
+    Both a ValueError and a TypeError, as scikit-learn's InvalidParameterError, so code that
+    catches either (scikit-learn's conventions or Python's) sees it.
+    """
+
+
 def flag(value, name):
-    """A bool hyperparameter (True/False or a NumPy bool); anything else raises TypeError."""
+    """A bool hyperparameter (True/False or a NumPy bool); anything else raises ParameterError."""
     if not isinstance(value, (bool, np.bool_)):
-        raise TypeError(f"{name} must be True or False. Received: {name}={value!r}")
+        raise ParameterError(f"{name} must be True or False. Received: {name}={value!r}")
     return bool(value)
+
+
+def integer(value, name, low, allow_inf=False):
+    """An integer hyperparameter >= ``low`` (``np.inf`` too when ``allow_inf``)."""
+    if allow_inf and isinstance(value, numbers.Real) and not isinstance(value, (bool, np.bool_)) \
+            and value == math.inf:
+        return value
+    if isinstance(value, (bool, np.bool_)) or not isinstance(value, numbers.Integral):
+        raise ParameterError(f"{name} must be an integer >= {low}{' or np.inf' if allow_inf else ''}. "
+                             f"Received: {name}={value!r}")
+    if value < low:
+        raise ValueError(f"{name} must be an integer >= {low}. Received: {name}={value}")
+    return int(value)
+
+
+def option(value, name, options):
+    """One of ``options`` (strings compared by value, anything else such as None by identity)."""
+    if not any(value is o or (isinstance(value, str) and value == o) for o in options):
+        raise ValueError(f"{name} must be one of {list(options)}. Received: {name}={value!r}")
+    return value
+
+
+def sample_weight(weights, n, dtype):
+    """Per-sample weights: None (all ones), a number, or a finite, non-negative (n,) array with
+    at least one positive entry; returned C-contiguous in ``dtype``."""
+    if weights is None:
+        return np.ones(n, dtype=dtype)
+    if isinstance(weights, numbers.Number):
+        return np.full(n, weights, dtype=dtype)
+    sw = np.asarray(weights)
+    if sw.dtype.kind not in "biuf":
+        raise ParameterError(f"sample_weight must be numeric. Received dtype {sw.dtype}")
+    if sw.ndim != 1 or sw.shape[0] != n:
+        raise ValueError(f"sample_weight must have shape ({n},). Received shape {sw.shape}")
+    sw = np.ascontiguousarray(sw, dtype=dtype)
+    if not np.all(np.isfinite(sw)):
+        raise ValueError("sample_weight must be finite. Received NaN or inf")
+    if np.any(sw < 0):
+        raise ValueError("sample_weight must be non-negative. Received negative weights")
+    if n and not np.any(sw > 0):
+        raise ValueError("sample_weight must contain at least one non-zero number. Received all zeros")
+    return sw
 
 
 def int_pair(value, name, minimum):
@@ -170,10 +220,12 @@ def positive_int(value, name):
     return int(value)
 
 
-def real(value, name, low=None, high=None, low_open=False, high_open=False):
-    """A finite real hyperparameter within [low, high] (open ends on request)."""
-    if isinstance(value, bool) or not isinstance(value, numbers.Real):
-        raise TypeError(f"{name} must be a real number. Received: {value!r}")
+def real(value, name, low=None, high=None, low_open=False, high_open=False, allow_none=False):
+    """A finite real hyperparameter within [low, high] (open ends on request; None if allowed)."""
+    if value is None and allow_none:
+        return None
+    if isinstance(value, (bool, np.bool_)) or not isinstance(value, numbers.Real):
+        raise ParameterError(f"{name} must be a real number. Received: {name}={value!r}")
     value = float(value)
     bad = not math.isfinite(value)
     if not bad and low is not None:

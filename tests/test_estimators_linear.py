@@ -21,6 +21,8 @@ from fastnn.estimators import (  # noqa: E402
 )
 from fastnn._kernels import _sgd  # noqa: E402
 
+from conftest import SKLEARN_VERSION, sklearn_reference  # noqa: E402
+
 _SW_XFAIL = {
     "check_sample_weight_equivalence_on_dense_data":
         "per-sample SGD: a weight is not the same as a repeated row (xfailed for scikit-learn's own SGD too)",
@@ -31,10 +33,11 @@ def _expected_failures(est):
     return _SW_XFAIL if isinstance(est, (SGDClassifier, SGDRegressor, Perceptron)) else {}
 
 
+# scikit-learn < 1.6 has no expected_failed_checks: its SGD models xfail through their tags
 @parametrize_with_checks(
     [SGDClassifier(max_iter=5), SGDRegressor(max_iter=5), Perceptron(max_iter=5),
      LogisticRegression(max_iter=5), LinearRegression()],
-    expected_failed_checks=_expected_failures,
+    **(dict(expected_failed_checks=_expected_failures) if SKLEARN_VERSION >= (1, 6) else {}),
 )
 def test_sklearn_compatible(estimator, check):
     with warnings.catch_warnings():
@@ -95,6 +98,7 @@ SGD_CLF_SETTINGS = [
 ]
 
 
+@sklearn_reference
 @pytest.mark.parametrize("kw", SGD_CLF_SETTINGS, ids=[str(k) for k in SGD_CLF_SETTINGS])
 def test_sgd_classifier_matches_sklearn(clf_data, kw):
     X, y = clf_data
@@ -138,6 +142,7 @@ def test_sgd_partial_fit_matches_sklearn(clf3_data):
     assert _rel(f.coef_, s.coef_) < 1e-9
 
 
+@sklearn_reference
 @pytest.mark.parametrize("loss", ["log_loss", "modified_huber"])
 def test_sgd_predict_proba(clf_data, clf3_data, loss):
     for X, y in (clf_data, clf3_data):
@@ -178,6 +183,7 @@ SGD_REG_SETTINGS = [
 ]
 
 
+@sklearn_reference
 @pytest.mark.parametrize("kw", SGD_REG_SETTINGS, ids=[str(k) for k in SGD_REG_SETTINGS])
 def test_sgd_regressor_matches_sklearn(reg_data, kw):
     X, y = reg_data
@@ -197,6 +203,7 @@ def test_sgd_regressor_absolute_error(reg_data):
     assert _rel(a.coef_, s.coef_) < 1e-9
 
 
+@sklearn_reference
 def test_sgd_sample_weight_matches_sklearn(reg_data):
     X, y = reg_data
     sw = np.random.default_rng(0).uniform(0.2, 2.0, len(y))
@@ -205,6 +212,7 @@ def test_sgd_sample_weight_matches_sklearn(reg_data):
     assert _rel(f.coef_, s.coef_) < 1e-9
 
 
+@sklearn_reference
 @pytest.mark.parametrize("kw", [dict(), dict(loss="log_loss"), dict(multiclass=True)])
 def test_sgd_early_stopping_matches_sklearn(clf_data, clf3_data, kw):
     X, y = clf3_data if kw.pop("multiclass", False) else clf_data
@@ -242,6 +250,7 @@ def test_sgd_warm_start_continues(clf_data):
 # float32
 # ---------------------------------------------------------------------------
 
+@sklearn_reference
 @pytest.mark.parametrize("cls", [SGDClassifier, Perceptron, LogisticRegression])
 def test_float32_stays_float32_classifiers(clf_data, cls):
     X, y = clf_data
@@ -335,6 +344,7 @@ LR_SETTINGS = [dict(), dict(C=0.05), dict(C=100.0), dict(fit_intercept=False), d
                dict(C=np.inf, max_iter=300)]
 
 
+@sklearn_reference
 @pytest.mark.parametrize("kw", LR_SETTINGS, ids=[str(k) for k in LR_SETTINGS])
 @pytest.mark.parametrize("multi", [False, True], ids=["binary", "multinomial"])
 def test_logistic_matches_sklearn(clf_data, clf3_data, kw, multi):
@@ -349,6 +359,7 @@ def test_logistic_matches_sklearn(clf_data, clf3_data, kw, multi):
     assert f.n_iter_.shape == (1,)
 
 
+@sklearn_reference
 def test_logistic_sample_weight(clf_data):
     X, y = clf_data
     sw = np.random.default_rng(1).uniform(0.1, 3.0, len(y))

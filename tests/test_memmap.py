@@ -139,7 +139,7 @@ def test_memmap_is_not_copied_whole(tmp_path, model_dtype):
         X[s:s + 10_000] = np.random.default_rng(s).standard_normal((min(10_000, n - s), d), dtype=np.float32)
     X.flush()
     del X
-    env = dict(os.environ, PYTHONPATH=ROOT, FASTNN_NUM_THREADS="1")
+    env = dict(os.environ, PYTHONPATH=ROOT + os.pathsep + os.environ.get("PYTHONPATH", ""), FASTNN_NUM_THREADS="1")
     proc = subprocess.run([sys.executable, "-c", RSS_SCRIPT, str(tmp_path / "big.npy"), model_dtype],
                           capture_output=True, text=True, timeout=120, env=env)
     assert proc.returncode == 0, proc.stderr

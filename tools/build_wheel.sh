@@ -44,11 +44,17 @@ mkdir -p "$WORK/suite"
 cp -r "$ROOT/tests" "$WORK/suite/tests"
 cp -r "$ROOT/examples" "$WORK/suite/examples"     # tests/test_examples.py runs them
 
+# The oldest scikit-learn fastnn.estimators supports: the numpy 1 check installs it, so the
+# estimator tests run against it (their comparisons with scikit-learn's results need 1.8+).
+SKLEARN_FLOOR=$(sed -n 's/^SKLEARN_FLOOR = "\([0-9.]*\)".*/\1/p' "$ROOT/fastnn/estimators/_common.py")
+[ -n "$SKLEARN_FLOOR" ] || { echo "no SKLEARN_FLOOR in fastnn/estimators/_common.py" >&2; exit 1; }
+
 check() {
     local label="$1" numpy_spec="$2" artifact="$3" venv="$WORK/venv-$1"
-    echo "== check $label ($numpy_spec, $(basename "$artifact"))"
+    shift 3
+    echo "== check $label ($numpy_spec, $(basename "$artifact")${*:+, $*})"
     "$PY" -m venv "$venv"
-    "$venv/bin/python" -m pip install -q "$numpy_spec" "$artifact" pytest threadpoolctl
+    "$venv/bin/python" -m pip install -q "$numpy_spec" "$artifact" pytest threadpoolctl "$@"
     (
         cd "$WORK/suite"
         "$venv/bin/python" - <<'PY'
@@ -61,7 +67,9 @@ PY
         "$venv/bin/python" -m pytest tests -q -p no:cacheprovider -x
     )
 }
-check wheel-numpy1 "numpy==1.26.4" "$WHEEL"
+check wheel-numpy1 "numpy==1.26.4" "$WHEEL" "scikit-learn==$SKLEARN_FLOOR" "scipy<1.14"
+"$WORK/venv-wheel-numpy1/bin/python" -c \
+    "import sklearn; assert sklearn.__version__ == '$SKLEARN_FLOOR', sklearn.__version__"
 check wheel-numpy2 "numpy>=2" "$WHEEL"
 # auditwheel bundled a privately named libgomp: fastnn then asks it for PASSIVE threads
 (cd "$WORK/suite" && "$WORK/venv-wheel-numpy2/bin/python" -c \

@@ -10,94 +10,35 @@ n_iter_no_change / early-stopping logic, and L-BFGS through
 ``scipy.optimize.minimize``.  At equal settings (and float64) the fitted weights
 agree with scikit-learn's to rounding; in float32 they agree statistically.
 
-Design note
------------
-All parameters live in one flat buffer laid out as scikit-learn's ``_pack``
-(every ``coefs_[i]`` of shape (fan_in, fan_out), C order, then every
-``intercepts_[i]``); ``coefs_`` and ``intercepts_`` are views into it, the
-gradients live in a second flat buffer of the same layout.  So an optimizer step
-is ONE fused kernel call (``fastnn._kernels._optim.multi_update``) for the whole
-network, L-BFGS hands the buffers to scipy without packing, and a training step
-allocates nothing after the first batch of a given size:
-
-* forward: ``np.matmul(a, W, out=buf)`` then the fused bias + activation epilogue;
-* loss: the fused softmax-cross-entropy / logistic / squared-error kernels write
-  ``d loss / d logits`` (already divided by the batch size) in the same pass that
-  sums the loss;
-* backward: weight gradients by BLAS straight into the flat gradient buffer, the
-  activation derivative and the next bias gradient in one fused pass, the L2 term
-  added (and its value returned) by the fused penalty kernel;
-* update: scikit-learn's Adam is torch's fused Adam kernel with the step size
-  ``lr * sqrt(1 - beta_2^t) / (1 - beta_1^t)`` and no second bias correction
-  (epsilon outside the square root, as scikit-learn); scikit-learn's SGD velocity
-  rule ``v = momentum * v - lr * g`` is the fused momentum kernel run with lr = 1
-  on a gradient pre-scaled by lr (the scale is folded into the loss gradient, so
-  it costs nothing), which keeps the rule exact when the learning rate changes.
-
-Sample weights, the Poisson loss and the output of ``predict_proba`` go through
-plain NumPy (off the hot path of the default settings).  Sparse (CSR/CSC) input
-is accepted as scikit-learn does, and densified (the kernels are dense).
+The network engine (flat buffers, fused kernels) is ``fastnn.estimators._mlp_engine``.
 """
-import math
 import numbers
 import warnings
 
 import numpy as np
 
-try:
-    import scipy.optimize
-    from scipy.special import expit, xlogy
-    from sklearn.base import BaseEstimator, ClassifierMixin, RegressorMixin
-    from sklearn.exceptions import ConvergenceWarning
-    from sklearn.metrics import accuracy_score, r2_score
-    from sklearn.model_selection import train_test_split
-    from sklearn.preprocessing import LabelBinarizer
-    from sklearn.utils import check_random_state, column_or_1d
-    from sklearn.utils import shuffle as _sk_shuffle
-    from sklearn.utils.metaestimators import available_if
-    from sklearn.utils.multiclass import type_of_target, unique_labels
-    from sklearn.utils.validation import check_is_fitted
-except ImportError as exc:  # pragma: no cover - exercised only without sklearn
-    raise ImportError(
-        "fastnn.estimators needs scikit-learn (and scipy, which it installs), which is not "
-        'installed. Install the optional extra: pip install "fastnn-cpu[estimators]"'
-    ) from exc
+from fastnn.estimators._common import validate_data
+import scipy.optimize
+from sklearn.base import BaseEstimator, ClassifierMixin, RegressorMixin
+from sklearn.exceptions import ConvergenceWarning
+from sklearn.metrics import accuracy_score, r2_score
+from sklearn.model_selection import train_test_split
+from sklearn.preprocessing import LabelBinarizer
+from sklearn.utils import check_random_state, column_or_1d
+from sklearn.utils import shuffle as _sk_shuffle
+from sklearn.utils.metaestimators import available_if
+from sklearn.utils.multiclass import type_of_target, unique_labels
+from sklearn.utils.validation import check_is_fitted
 
-try:  # scikit-learn >= 1.6
-    from sklearn.utils.validation import validate_data as _sk_validate_data
-except ImportError:  # pragma: no cover - older scikit-learn
-    _sk_validate_data = None
-
+from fastnn import _checks as C
 from fastnn._engine.config import n_threads_for
-from fastnn._engine import codes
-from fastnn._kernels import _data, _dense, _loss, _optim
+from fastnn._kernels import _data
+from fastnn.estimators._mlp_engine import HIDDEN_ACTIVATIONS, SGD, Adam, Net
 
 __all__ = ["MLPClassifier", "MLPRegressor"]
 
-# scikit-learn's activation names -> kernel codes
-_HIDDEN_ACT = {name: codes.ACTIVATIONS[kernel] for name, kernel in
-               (("identity", "identity"), ("relu", "relu"), ("logistic", "sigmoid"), ("tanh", "tanh"))}
 _SOLVERS = ("lbfgs", "sgd", "adam")
 _STOCHASTIC = ("sgd", "adam")
-_LOGISTIC_LOSS = codes.ELEM_LOSSES["logistic"]
-_MSE_LOSS = codes.ELEM_LOSSES["mse"]
-_L2 = codes.PENALTIES["l2"]
-
-
-# ---------------------------------------------------------------------------
-# shared private helpers (validation)
-# ---------------------------------------------------------------------------
-
-
-def _validate_data(est, X, y="no_validation", reset=True, **kw):
-    """scikit-learn's validate_data (>= 1.6) or the estimator method (older).
-
-    ``y="no_validation"`` validates X alone; ``y=None`` raises scikit-learn's
-    "requires y to be passed" ValueError.
-    """
-    if _sk_validate_data is not None:
-        return _sk_validate_data(est, X, y, reset=reset, **kw)
-    return est._validate_data(X, y, reset=reset, **kw)  # pragma: no cover - older scikit-learn
 
 
 def _dense_input(X):
@@ -105,315 +46,6 @@ def _dense_input(X):
     if hasattr(X, "toarray"):
         return X.toarray()
     return X
-
-
-def _check_sample_weight(sample_weight, X):
-    """Sample weights as a float array of shape (n_samples,) in X's dtype, finite, >= 0."""
-    n = X.shape[0]
-    if isinstance(sample_weight, numbers.Number):
-        sw = np.full(n, sample_weight, dtype=X.dtype)
-    else:
-        sw = np.asarray(sample_weight)
-        if sw.dtype.kind not in "fiub":
-            raise ValueError(f"sample_weight must be numeric. Received dtype {sw.dtype}")
-        if sw.ndim != 1 or sw.shape[0] != n:
-            raise ValueError(f"sample_weight.shape == {sw.shape}, expected ({n},)!")
-        sw = np.ascontiguousarray(sw, dtype=X.dtype)
-    if not np.all(np.isfinite(sw)):
-        raise ValueError("sample_weight must be finite. Received NaN or inf values")
-    if np.any(sw < 0):
-        raise ValueError("sample_weight must be non-negative. Received negative values")
-    if n and not np.any(sw > 0):
-        raise ValueError("Sample weights must contain at least one non-zero number. "
-                         "Received all-zero sample_weight")
-    return sw
-
-
-def _param_real(est, name, low=None, high=None, low_open=False, high_open=False):
-    v = getattr(est, name)
-    if isinstance(v, (bool, np.bool_)) or not isinstance(v, numbers.Real) or not math.isfinite(v):
-        raise ValueError(f"The '{name}' parameter of {type(est).__name__} must be a finite real "
-                         f"number. Received: {name}={v!r}")
-    ok = True
-    if low is not None:
-        ok &= v > low if low_open else v >= low
-    if high is not None:
-        ok &= v < high if high_open else v <= high
-    if not ok:
-        lo = "-inf" if low is None else low
-        hi = "inf" if high is None else high
-        rng = ("(" if low_open else "[") + f"{lo}, {hi}" + (")" if high_open else "]")
-        raise ValueError(f"The '{name}' parameter of {type(est).__name__} must be in {rng}. "
-                         f"Received: {name}={v!r}")
-    return float(v)
-
-
-def _param_int(est, name, low=1, allow_inf=False):
-    v = getattr(est, name)
-    if allow_inf and isinstance(v, numbers.Real) and v == np.inf:
-        return v
-    if isinstance(v, (bool, np.bool_)) or not isinstance(v, numbers.Integral) or v < low:
-        raise ValueError(f"The '{name}' parameter of {type(est).__name__} must be an int >= {low}"
-                         f"{' or np.inf' if allow_inf else ''}. Received: {name}={v!r}")
-    return int(v)
-
-
-def _param_option(est, name, options):
-    v = getattr(est, name)
-    if not isinstance(v, str) or v not in options:
-        raise ValueError(f"The '{name}' parameter of {type(est).__name__} must be one of "
-                         f"{sorted(options)}. Received: {name}={v!r}")
-    return v
-
-
-def _param_bool(est, name):
-    v = getattr(est, name)
-    if not isinstance(v, (bool, np.bool_)):
-        raise ValueError(f"The '{name}' parameter of {type(est).__name__} must be a bool. "
-                         f"Received: {name}={v!r}")
-    return bool(v)
-
-
-# ---------------------------------------------------------------------------
-# the network engine: flat parameters, buffers per batch size, fused kernels
-# ---------------------------------------------------------------------------
-
-
-class _Net:
-    """Forward/backward of an MLP on a flat parameter buffer in scikit-learn's _pack layout.
-
-    ``theta`` holds every coefs_[i] (fan_in, fan_out) then every intercepts_[i];
-    ``grad`` has the same layout.  ``out_kind`` is "softmax", "logistic",
-    "identity" or "exp" (the output activation; the loss is the matching
-    canonical one, so d loss / d logits = (output - target) / sum of weights).
-    """
-
-    def __init__(self, layer_units, activation, out_kind, dtype):
-        self.units = tuple(int(u) for u in layer_units)
-        self.n_layers = len(self.units) - 1
-        self.act = _HIDDEN_ACT[activation]
-        self.out_kind = out_kind
-        self.dtype = np.dtype(dtype)
-        self.f64 = self.dtype == np.float64
-        sizes = [a * b for a, b in zip(self.units[:-1], self.units[1:])] + list(self.units[1:])
-        self.size = int(sum(sizes))
-        self.theta = np.zeros(self.size, self.dtype)
-        self.grad = np.zeros(self.size, self.dtype)
-        self.W, self.b, self.gW, self.gb = [], [], [], []
-        self.coef_slices, self.intercept_slices = [], []
-        start = 0
-        for a, b in zip(self.units[:-1], self.units[1:]):
-            self.coef_slices.append((start, start + a * b, (a, b)))
-            self.W.append(self.theta[start:start + a * b].reshape(a, b))
-            self.gW.append(self.grad[start:start + a * b].reshape(a, b))
-            start += a * b
-        for b in self.units[1:]:
-            self.intercept_slices.append((start, start + b))
-            self.b.append(self.theta[start:start + b])
-            self.gb.append(self.grad[start:start + b])
-            start += b
-        self._bufs = {}
-
-    # -- parameters ----------------------------------------------------------
-    def load(self, coefs, intercepts):
-        for dst, src in zip(self.W + self.b, list(coefs) + list(intercepts)):
-            src = np.asarray(src)
-            if src.shape != dst.shape:
-                raise ValueError(f"coefs_/intercepts_ have shape {src.shape}, expected {dst.shape} "
-                                 "(they no longer match the network's layer sizes)")
-            dst[...] = src
-
-    def views(self):
-        return list(self.W), list(self.b)
-
-    def buffers(self, n):
-        bufs = self._bufs.get(n)
-        if bufs is None:
-            if len(self._bufs) > 8:
-                self._bufs.clear()
-            dt = self.dtype
-            acts = [np.empty((n, u), dt) for u in self.units[1:]]
-            delta = np.empty((n, self.units[-1]), dt)
-            gx = [np.empty((n, u), dt) for u in self.units[1:-1]]
-            dz = [np.empty((n, u), dt) for u in self.units[1:-1]]
-            bufs = self._bufs[n] = (acts, delta, gx, dz)
-        return bufs
-
-    # -- passes --------------------------------------------------------------
-    def forward(self, X, acts, nt):
-        """Hidden activations and the output layer's pre-activation (logits) into acts."""
-        a = X
-        last = self.n_layers - 1
-        for i in range(self.n_layers):
-            out = acts[i]
-            np.matmul(a, self.W[i], out=out)
-            _dense.bias_act_forward(out, self.b[i], self.act if i < last else 0, 0.0, nt)
-            a = out
-        return a
-
-    def loss_delta(self, z, target, sw, sw_sum, scale, delta, nt):
-        """Data loss (scikit-learn's value) and delta = scale * d loss / d z (z: logits)."""
-        kind = self.out_kind
-        n = z.shape[0]
-        if sw is None:
-            if kind == "softmax":
-                total, _, bad = _loss.softmax_ce_labels(z, target, delta, scale / sw_sum, nt)
-                return total / sw_sum
-            if kind == "logistic":
-                total = _loss.elem_loss(_LOGISTIC_LOSS, z, target, delta, scale / sw_sum, 0.0, nt)
-                return total / sw_sum
-            if kind == "identity":
-                total = _loss.elem_loss(_MSE_LOSS, z, target, delta, scale / sw_sum, 0.0, nt)
-                return 0.5 * total / (n * z.shape[1])
-        # weighted samples, or the Poisson loss: NumPy
-        w = np.ones(n, z.dtype) if sw is None else sw
-        if kind == "softmax":
-            zz = z - z.max(axis=1, keepdims=True)
-            lse = np.log(np.exp(zz).sum(axis=1, keepdims=True))
-            logp = zz - lse
-            p = np.exp(logp)
-            y = np.zeros_like(z)
-            y[np.arange(n), target] = 1
-            loss = -float(np.dot(w, (y * logp).sum(axis=1))) / sw_sum
-        elif kind == "logistic":
-            y = (target > 0).astype(z.dtype)
-            p = expit(z)
-            # log(1 + exp(-t z)) with t = +-1, stable
-            per = np.logaddexp(0.0, -target * z).sum(axis=1)
-            loss = float(np.dot(w, per)) / sw_sum
-        elif kind == "identity":
-            y, p = target, z
-            loss = 0.5 * float(np.average((y - p) ** 2, weights=w, axis=0).mean())
-        else:  # "exp": Poisson with log link
-            y = target
-            p = np.exp(z)
-            loss = float(np.average(xlogy(y, y / p) - y + p, weights=w, axis=0).sum())
-        np.subtract(p, y, out=delta)
-        delta *= (w * (scale / sw_sum))[:, None].astype(z.dtype)
-        return loss
-
-    def loss_grad(self, X, target, sw, sw_sum, alpha, scale, nt):
-        """scikit-learn's batch loss (data + L2) and grad = scale * its gradient (in self.grad)."""
-        n = X.shape[0]
-        acts, delta, gx, dz = self.buffers(n)
-        z = self.forward(X, acts, nt)
-        loss = self.loss_delta(z, target, sw, sw_sum, scale, delta, nt)
-        d = delta
-        lam = alpha * scale / sw_sum
-        l2 = 0.0
-        act = self.act
-        for i in range(self.n_layers - 1, -1, -1):
-            a_in = X if i == 0 else acts[i - 1]
-            np.matmul(a_in.T, d, out=self.gW[i])
-            if i == self.n_layers - 1:
-                _dense.act_backward_bias(d, None, None, self.gb[i], False, 0, 0.0, nt)
-            if alpha > 0:
-                l2 += _loss.penalty(_L2, self.W[i], self.gW[i], lam)
-            if i > 0:
-                g = gx[i - 1]
-                np.matmul(d, self.W[i].T, out=g)
-                if act == 0:
-                    _dense.act_backward_bias(g, None, None, self.gb[i - 1], False, 0, 0.0, nt)
-                    d = g
-                else:
-                    _dense.act_backward_bias(g, acts[i - 1], dz[i - 1], self.gb[i - 1], False,
-                                             act, 0.0, nt)
-                    d = dz[i - 1]
-        if alpha > 0:
-            loss += l2 / scale
-        return loss
-
-    def predict_raw(self, X, nt):
-        """Output-layer activations (probabilities / values) for X, in a new array."""
-        a = X
-        last = self.n_layers - 1
-        for i in range(self.n_layers):
-            out = np.matmul(a, self.W[i])
-            code = self.act if i < last else (3 if self.out_kind == "logistic" else 0)
-            _dense.bias_act_forward(out, self.b[i], code, 0.0, nt)
-            a = out
-        if self.out_kind == "softmax":
-            a -= a.max(axis=1, keepdims=True)
-            np.exp(a, out=a)
-            a /= a.sum(axis=1, keepdims=True)
-        elif self.out_kind == "exp":
-            np.exp(a, out=a)
-        return a
-
-
-class _Adam:
-    """scikit-learn's AdamOptimizer rule on the flat buffers, one fused kernel call a step."""
-
-    def __init__(self, net, lr, beta_1, beta_2, epsilon):
-        self.lr = self.learning_rate = float(lr)
-        self.beta_1, self.beta_2 = float(beta_1), float(beta_2)
-        self.t = 0
-        self.m = np.zeros_like(net.theta)
-        self.v = np.zeros_like(net.theta)
-        self.hp = {"lr": self.lr, "beta1": self.beta_1, "beta2": self.beta_2,
-                   "eps": float(epsilon), "weight_decay": 0.0, "decoupled": 0,
-                   "step_size": 0.0, "bc2_sqrt": 1.0}
-        self.grad_scale = 1.0
-
-    def step(self, net, nt):
-        self.t += 1
-        t = self.t
-        lr_t = self.lr * math.sqrt(1.0 - self.beta_2 ** t) / (1.0 - self.beta_1 ** t)
-        self.learning_rate = lr_t
-        self.hp["step_size"] = lr_t
-        _optim.multi_update(1, [net.theta], [net.grad], [self.m], [self.v], None, net.f64,
-                            self.hp, nt)
-
-    def iteration_ends(self, time_step):
-        pass
-
-    def trigger_stopping(self, msg, verbose):
-        if verbose:
-            print(msg + " Stopping.")
-        return True
-
-
-class _SGD:
-    """scikit-learn's SGDOptimizer rule (velocity v = momentum * v - lr * g)."""
-
-    def __init__(self, net, lr, lr_schedule, momentum, nesterov, power_t):
-        self.learning_rate_init = float(lr)
-        self.learning_rate = float(lr)
-        self.lr_schedule = lr_schedule
-        self.momentum = float(momentum)
-        self.power_t = float(power_t)
-        self.buf = np.zeros_like(net.theta) if self.momentum > 0 else None
-        # torch's momentum kernel with lr = 1 on the lr-scaled gradient:
-        # buf = momentum * buf + lr * g = -v and p -= buf (or lr * g + momentum * buf).
-        self.hp = {"lr": 1.0, "momentum": self.momentum, "dampening": 0.0,
-                   "nesterov": int(bool(nesterov) and self.momentum > 0), "weight_decay": 0.0,
-                   "first_step": 0}
-
-    @property
-    def grad_scale(self):
-        return self.learning_rate
-
-    def step(self, net, nt):
-        _optim.multi_update(0, [net.theta], [net.grad], None if self.buf is None else [self.buf],
-                            None, None, net.f64, self.hp, nt)
-
-    def iteration_ends(self, time_step):
-        if self.lr_schedule == "invscaling":
-            self.learning_rate = self.learning_rate_init / (time_step + 1) ** self.power_t
-
-    def trigger_stopping(self, msg, verbose):
-        if self.lr_schedule != "adaptive":
-            if verbose:
-                print(msg + " Stopping.")
-            return True
-        if self.learning_rate <= 1e-6:
-            if verbose:
-                print(msg + " Learning rate too small. Stopping.")
-            return True
-        self.learning_rate /= 5.0
-        if verbose:
-            print(msg + " Setting learning rate to %f" % self.learning_rate)
-        return False
 
 
 # ---------------------------------------------------------------------------
@@ -442,27 +74,27 @@ class _BaseMLP(BaseEstimator):
                 raise ValueError(f"hidden_layer_sizes must hold ints. Received: {self.hidden_layer_sizes!r}")
         if any(h <= 0 for h in hls):
             raise ValueError("hidden_layer_sizes must be > 0, got %s." % hls)
-        _param_option(self, "activation", _HIDDEN_ACT)
-        _param_option(self, "solver", _SOLVERS)
-        _param_real(self, "alpha", low=0.0)
+        C.option(self.activation, "activation", HIDDEN_ACTIVATIONS)
+        C.option(self.solver, "solver", _SOLVERS)
+        C.real(self.alpha, "alpha", low=0.0)
         if not (isinstance(self.batch_size, str) and self.batch_size == "auto"):
-            _param_int(self, "batch_size", 1)
-        _param_option(self, "learning_rate", ("constant", "invscaling", "adaptive"))
-        _param_real(self, "learning_rate_init", low=0.0, low_open=True)
-        _param_real(self, "power_t", low=0.0)
-        _param_int(self, "max_iter", 1)
-        _param_bool(self, "shuffle")
-        _param_real(self, "tol", low=0.0)
-        _param_bool(self, "warm_start")
-        _param_real(self, "momentum", 0.0, 1.0)
-        _param_bool(self, "nesterovs_momentum")
-        _param_bool(self, "early_stopping")
-        _param_real(self, "validation_fraction", 0.0, 1.0, high_open=True)
-        _param_real(self, "beta_1", 0.0, 1.0, high_open=True)
-        _param_real(self, "beta_2", 0.0, 1.0, high_open=True)
-        _param_real(self, "epsilon", low=0.0, low_open=True)
-        _param_int(self, "n_iter_no_change", 1, allow_inf=True)
-        _param_int(self, "max_fun", 1)
+            C.integer(self.batch_size, "batch_size", 1)
+        C.option(self.learning_rate, "learning_rate", ("constant", "invscaling", "adaptive"))
+        C.real(self.learning_rate_init, "learning_rate_init", low=0.0, low_open=True)
+        C.real(self.power_t, "power_t", low=0.0)
+        C.integer(self.max_iter, "max_iter", 1)
+        C.flag(self.shuffle, "shuffle")
+        C.real(self.tol, "tol", low=0.0)
+        C.flag(self.warm_start, "warm_start")
+        C.real(self.momentum, "momentum", 0.0, 1.0)
+        C.flag(self.nesterovs_momentum, "nesterovs_momentum")
+        C.flag(self.early_stopping, "early_stopping")
+        C.real(self.validation_fraction, "validation_fraction", 0.0, 1.0, high_open=True)
+        C.real(self.beta_1, "beta_1", 0.0, 1.0, high_open=True)
+        C.real(self.beta_2, "beta_2", 0.0, 1.0, high_open=True)
+        C.real(self.epsilon, "epsilon", low=0.0, low_open=True)
+        C.integer(self.n_iter_no_change, "n_iter_no_change", 1, allow_inf=True)
+        C.integer(self.max_fun, "max_fun", 1)
         if not isinstance(self.verbose, (bool, np.bool_, numbers.Integral)):
             raise ValueError(f"The 'verbose' parameter of {name} must be a bool or an int. "
                              f"Received: verbose={self.verbose!r}")
@@ -527,8 +159,8 @@ class _BaseMLP(BaseEstimator):
         net = getattr(self, "_net", None)
         kind = self.out_activation_
         if (net is None or net.units != tuple(layer_units) or net.dtype != dtype
-                or net.out_kind != kind or net.act != _HIDDEN_ACT[self.activation]):
-            net = _Net(layer_units, self.activation, kind, dtype)
+                or net.out_kind != kind or net.act != HIDDEN_ACTIVATIONS[self.activation]):
+            net = Net(layer_units, self.activation, kind, dtype)
         net.load(self.coefs_, self.intercepts_)
         self._net = net
         self.coefs_, self.intercepts_ = net.views()
@@ -552,7 +184,7 @@ class _BaseMLP(BaseEstimator):
         X, y = self._validate_input(X, y, incremental, reset=first_pass)
         n_samples, n_features = X.shape
         if sample_weight is not None:
-            sample_weight = _check_sample_weight(sample_weight, X)
+            sample_weight = C.sample_weight(sample_weight, X.shape[0], X.dtype)
         if y.ndim == 1:
             y = y.reshape((-1, 1))
         layer_units = [n_features] + hidden + [y.shape[1]]
@@ -608,9 +240,9 @@ class _BaseMLP(BaseEstimator):
 
     def _make_optimizer(self, net):
         if self.solver == "sgd":
-            return _SGD(net, self.learning_rate_init, self.learning_rate, self.momentum,
+            return SGD(net, self.learning_rate_init, self.learning_rate, self.momentum,
                         self.nesterovs_momentum, self.power_t)
-        return _Adam(net, self.learning_rate_init, self.beta_1, self.beta_2, self.epsilon)
+        return Adam(net, self.learning_rate_init, self.beta_1, self.beta_2, self.epsilon)
 
     def _fit_stochastic(self, net, X, y, sample_weight, incremental):
         opt = getattr(self, "_optimizer", None)
@@ -745,7 +377,7 @@ class _BaseMLP(BaseEstimator):
     # -- prediction ------------------------------------------------------------
     def _forward_pass_fast(self, X, check_input=True):
         if check_input:
-            X = _validate_data(self, X, reset=False, accept_sparse=["csr", "csc"],
+            X = validate_data(self, X, reset=False, accept_sparse=["csr", "csc"],
                                dtype=(np.float64, np.float32))
             X = _dense_input(X)
         dtype = self.coefs_[0].dtype
@@ -753,11 +385,11 @@ class _BaseMLP(BaseEstimator):
         net = getattr(self, "_net", None)
         if net is None or not all(np.shares_memory(c, net.theta)
                                   for c in self.coefs_ + self.intercepts_) \
-                or net.units != tuple(units) or net.act != _HIDDEN_ACT.get(self.activation) \
+                or net.units != tuple(units) or net.act != HIDDEN_ACTIVATIONS.get(self.activation) \
                 or net.out_kind != self.out_activation_:
             # coefs_ were set or unpickled (or set_params changed the activation):
             # run on a fresh engine over a copy of them
-            net = _Net(units, self.activation, self.out_activation_, dtype)
+            net = Net(units, self.activation, self.out_activation_, dtype)
             net.load(self.coefs_, self.intercepts_)
         X = np.ascontiguousarray(X, dtype=net.dtype)
         return net.predict_raw(X, n_threads_for(X.shape[0] * max(units)))
@@ -902,7 +534,7 @@ class MLPClassifier(ClassifierMixin, _BaseMLP):
         return "softmax" if self._label_binarizer.y_type_ == "multiclass" else "logistic"
 
     def _validate_input(self, X, y, incremental, reset):
-        X, y = _validate_data(self, X, y, reset=reset, multi_output=True,
+        X, y = validate_data(self, X, y, reset=reset, multi_output=True,
                               accept_sparse=["csr", "csc"], dtype=(np.float64, np.float32))
         if y.ndim == 2 and y.shape[1] == 1:
             y = column_or_1d(y, warn=True)
@@ -1064,14 +696,14 @@ class MLPRegressor(RegressorMixin, _BaseMLP):
         self.max_fun = max_fun
 
     def _check_params(self):
-        _param_option(self, "loss", ("squared_error", "poisson"))
+        C.option(self.loss, "loss", ("squared_error", "poisson"))
         return super()._check_params()
 
     def _out_activation(self):
         return "exp" if self.loss == "poisson" else "identity"
 
     def _validate_input(self, X, y, incremental, reset):
-        X, y = _validate_data(self, X, y, reset=reset, multi_output=True, y_numeric=True,
+        X, y = validate_data(self, X, y, reset=reset, multi_output=True, y_numeric=True,
                               accept_sparse=["csr", "csc"], dtype=(np.float64, np.float32))
         if y.ndim == 2 and y.shape[1] == 1:
             y = column_or_1d(y, warn=True)
