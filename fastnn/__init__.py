@@ -26,34 +26,13 @@ _set_wait_policy = _openmp_private and _wait_policy_was is None
 if _set_wait_policy:
     _os.environ["OMP_WAIT_POLICY"] = "PASSIVE"
 try:
-    from fastnn._kernels import _common as _common_kernels
+    from fastnn._kernels import _common as _common_kernels  # noqa: F401  (loads libgomp now)
 finally:
     if _set_wait_policy:
         _os.environ.pop("OMP_WAIT_POLICY", None)
 
-from fastnn._engine.config import get_num_threads, set_num_threads, threads  # noqa: E402
+from fastnn._engine.config import get_num_threads, set_num_threads, show_config, threads  # noqa: E402
 from fastnn import ops, nn, losses, optim, data, io, train, regularizers, analysis  # noqa: E402
-
-
-def show_config():
-    """Build and runtime facts.
-
-    Returns
-    -------
-    dict
-        ``version``; ``openmp`` (bool, built with OpenMP); ``num_threads`` (fastnn's
-        setting); ``blas`` (threadpoolctl's description of the BLAS pools);
-        ``simd`` (the SIMD path of the C inner loops).
-    """
-    from threadpoolctl import threadpool_info
-
-    return {
-        "version": __version__,
-        "openmp": _common_kernels.openmp_enabled(),
-        "num_threads": get_num_threads(),
-        "blas": [info for info in threadpool_info() if info.get("user_api") == "blas"],
-        "simd": _common_kernels.simd_path(),
-    }
 
 
 if _os.environ.get("FASTNN_NUM_THREADS"):

@@ -42,12 +42,13 @@ def _format_blas(blas):
 
 
 def show_config():
-    import fastnn
+    from fastnn._engine.config import show_config as config
+    from fastnn._version import __version__
 
-    cfg = fastnn.show_config()
+    cfg = config()
     if not isinstance(cfg, dict):      # show_config printed it itself
         return 0
-    lines = [f"fastnn {cfg.get('version', fastnn.__version__)}"]
+    lines = [f"fastnn {cfg.get('version', __version__)}"]
     known = {"version", "openmp", "num_threads", "simd", "blas"}
     openmp = cfg.get("openmp")
     lines.append(f"  OpenMP       {'yes' if openmp else 'no (serial kernels)'}")

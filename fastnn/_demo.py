@@ -90,7 +90,8 @@ DEFAULT_EPOCHS = {"mlp": 50, "cnn": 15}
 
 
 def main(argv=None):
-    import fastnn
+    from fastnn._engine.config import get_num_threads, threads
+    from fastnn._version import __version__
 
     parser = argparse.ArgumentParser(
         prog="python -m fastnn demo",
@@ -103,13 +104,13 @@ def main(argv=None):
                         help="training epochs (default 50 for mlp, 15 for cnn)")
     parser.add_argument("--threads", type=_positive_int, default=None,
                         help="threads for fastnn and for NumPy's BLAS "
-                             f"(default: fastnn's setting, now {fastnn.get_num_threads()})")
+                             f"(default: fastnn's setting, now {get_num_threads()})")
     parser.add_argument("--seed", type=int, default=0,
                         help="seed of the initial weights and the shuffling (default 0); "
                              "the train/test split always uses seed 0")
     args = parser.parse_args(argv)
     if args.threads is None:
-        args.threads = fastnn.get_num_threads()
+        args.threads = get_num_threads()
     if args.epochs is None:
         args.epochs = DEFAULT_EPOCHS[args.model]
 
@@ -129,11 +130,11 @@ def main(argv=None):
 
     data = load_digits_split(split_seed=0)
     X_train, X_test = data[0], data[1]
-    log(f"fastnn {fastnn.__version__} demo: handwritten digits (scikit-learn load_digits, "
+    log(f"fastnn {__version__} demo: handwritten digits (scikit-learn load_digits, "
         f"8x8 images, 10 classes)")
     log(f"data: {len(X_train)} train / {len(X_test)} test images, stratified split (seed 0), "
         f"standardized")
-    with fastnn.threads(args.threads), threadpool_limits(limits=args.threads):
+    with threads(args.threads), threadpool_limits(limits=args.threads):
         res = MODELS[args.model](args, data, log)
     speedup = res["numpy_time_s"] / res["time_s"]
     log(f"speed-up over NumPy (same training run, same process, {args.threads} thread(s)): "

@@ -72,13 +72,13 @@ def save_png(records, path):
 
 
 def environment():
-    import fastnn
+    from fastnn._engine.config import show_config
 
     env = {"python": sys.version.split()[0], "numpy": np.__version__,
            "machine": platform.machine(), "cpu_count": os.cpu_count(),
            "processor": platform.processor()}
     try:
-        cfg = fastnn.show_config()
+        cfg = show_config()
         env["fastnn"] = {k: v for k, v in cfg.items() if k != "blas"}
     except Exception as exc:  # noqa: BLE001 - environment info only
         env["fastnn"] = repr(exc)

@@ -148,3 +148,27 @@ def n_threads_for(work):
     if work < PARALLEL_MIN_ELEMENTS or _state["forked"]:
         return 1
     return resolve_threads()
+
+
+def show_config():
+    """Build and runtime facts.
+
+    Returns
+    -------
+    dict
+        ``version``; ``openmp`` (bool, built with OpenMP); ``num_threads`` (fastnn's
+        setting); ``blas`` (threadpoolctl's description of the BLAS pools);
+        ``simd`` (the SIMD path of the C inner loops).
+    """
+    from threadpoolctl import threadpool_info
+
+    from fastnn._kernels import _common
+    from fastnn._version import __version__
+
+    return {
+        "version": __version__,
+        "openmp": _common.openmp_enabled(),
+        "num_threads": get_num_threads(),
+        "blas": [info for info in threadpool_info() if info.get("user_api") == "blas"],
+        "simd": _common.simd_path(),
+    }
