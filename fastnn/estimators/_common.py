@@ -44,6 +44,17 @@ def validate_data(est, X, y="no_validation", reset=True, **kw):
     return est._validate_data(X, y, reset=reset, **kw)
 
 
+def keep_params(est, params):
+    """Store the constructor's arguments (``locals()`` at its start) unchanged, by name.
+
+    scikit-learn's rule: ``__init__`` only stores; ``get_params`` reads them back by the
+    names in its signature, and every check happens in ``fit``.
+    """
+    for name, value in params.items():
+        if name not in ("self", "__class__"):
+            setattr(est, name, value)
+
+
 def reject_sparse(X):
     """TypeError for a scipy sparse matrix (the estimators that take dense input only)."""
     if _sp.issparse(X):

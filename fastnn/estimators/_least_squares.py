@@ -5,7 +5,7 @@ Input: dense arrays only (a scipy sparse matrix raises TypeError).
 """
 import numpy as np
 
-from fastnn.estimators._common import DenseOnly, validate_dense
+from fastnn.estimators._common import DenseOnly, keep_params, validate_dense
 from sklearn.base import RegressorMixin
 from sklearn.utils import check_random_state
 from sklearn.utils.validation import check_is_fitted
@@ -61,17 +61,7 @@ class LinearRegression(RegressorMixin, DenseOnly):
     def __init__(self, *, solver="closed_form", alpha=0.0, l1_ratio=0.0, fit_intercept=True, copy_X=True,
                  max_iter=1000, tol=1e-6, learning_rate="auto", batch_size=None, random_state=None,
                  n_jobs=None):
-        self.solver = solver
-        self.alpha = alpha
-        self.l1_ratio = l1_ratio
-        self.fit_intercept = fit_intercept
-        self.copy_X = copy_X
-        self.max_iter = max_iter
-        self.tol = tol
-        self.learning_rate = learning_rate
-        self.batch_size = batch_size
-        self.random_state = random_state
-        self.n_jobs = n_jobs
+        keep_params(self, locals())
 
     def _check_params(self):
         C.option(self.solver, "solver", ("closed_form", "gd"))

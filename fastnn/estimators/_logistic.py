@@ -10,7 +10,7 @@ import warnings
 
 import numpy as np
 
-from fastnn.estimators._common import DenseOnly, validate_dense
+from fastnn.estimators._common import DenseOnly, keep_params, validate_dense
 import scipy.optimize as _sp_optimize
 from sklearn.base import ClassifierMixin
 from sklearn.exceptions import ConvergenceWarning
@@ -64,20 +64,7 @@ class LogisticRegression(ClassifierMixin, DenseOnly):
     def __init__(self, penalty="deprecated", *, C=1.0, l1_ratio=0.0, dual=False, tol=1e-4, fit_intercept=True,
                  intercept_scaling=1, class_weight=None, random_state=None, solver="lbfgs", max_iter=100,
                  verbose=0, warm_start=False, n_jobs=None):
-        self.penalty = penalty
-        self.C = C
-        self.l1_ratio = l1_ratio
-        self.dual = dual
-        self.tol = tol
-        self.fit_intercept = fit_intercept
-        self.intercept_scaling = intercept_scaling
-        self.class_weight = class_weight
-        self.random_state = random_state
-        self.solver = solver
-        self.max_iter = max_iter
-        self.verbose = verbose
-        self.warm_start = warm_start
-        self.n_jobs = n_jobs
+        keep_params(self, locals())
 
     def _check_params(self):
         C.option(self.penalty, "penalty", ("deprecated", "l2", None))
