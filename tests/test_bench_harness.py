@@ -47,3 +47,25 @@ def test_demo_and_zoo_do_not_import_the_bench():
             "print(any(m.startswith('fastnn._bench') for m in sys.modules))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "False"
+
+
+def test_samples_are_back_to_back_calls_equal_for_every_implementation(monkeypatch):
+    import time
+
+    from fastnn._bench import harness
+
+    monkeypatch.setattr(harness, "SETTLE_S", 0.0)
+
+    class Fake(harness.Workload):
+        name = title = "fake"
+        impl_names = ("fast", "slow")
+
+    wl = Fake()
+    impls = {"fast": Impl(lambda: time.sleep(0.002)), "slow": Impl(lambda: time.sleep(0.02))}
+    rec = harness.run_workload(wl, impls, 1, repeats=3)
+    # the fastest call (~2 ms) sets the sample length: the cap of back-to-back calls
+    assert rec["calls_per_sample"] == harness.MAX_CALLS_PER_SAMPLE
+    # every implementation ran the same number of calls (checks compare states after them)
+    assert impls["fast"].calls == impls["slow"].calls == 1 + 1 + 3 * harness.MAX_CALLS_PER_SAMPLE
+    # times are per call (>= the sleep), not per sample (>= 8 sleeps)
+    assert 2 <= rec["ms"]["fast"] < 0.9 * 8 * 2 and 20 <= rec["ms"]["slow"] < 0.9 * 8 * 20

@@ -30,6 +30,11 @@ __all__ = ["SETTLE_S", "Unavailable", "Impl", "RemoteImpl", "torch_module", "req
 
 
 SETTLE_S = 0.05   # untimed pause between implementations (see run_workload)
+# A timed sample is this many back-to-back calls (the same for every implementation of a
+# workload), enough to last SAMPLE_S for the fastest: a lone short call after a pause runs
+# on cores that the VM has let idle, up to 2x slower than the same call inside a loop.
+SAMPLE_S = 0.1
+MAX_CALLS_PER_SAMPLE = 8
 
 
 class Unavailable(Exception):
@@ -48,6 +53,13 @@ class Impl:
     def run(self):
         self.calls += 1
         return self._run()
+
+    def run_timed(self, times=1):
+        """Seconds for ``times`` calls of run() back to back."""
+        t0 = time.perf_counter()
+        for _ in range(times):
+            self.run()
+        return time.perf_counter() - t0
 
     def result(self):
         return None if self._result is None else self._result()
@@ -86,7 +98,6 @@ class RemoteImpl(Impl):
                 raise Unavailable(payload)
             raise RuntimeError(f"{name} could not start in its own process: {payload}")
         super().__init__(self._remote_run, self._remote_result, label=name)
-        self.last_elapsed = None
 
     def _call(self, *msg):
         self._conn.send(msg)
@@ -96,7 +107,12 @@ class RemoteImpl(Impl):
         return payload
 
     def _remote_run(self):
-        self.last_elapsed = self._call("run")
+        self._call("run", 1)
+
+    def run_timed(self, times=1):
+        """Seconds for ``times`` back-to-back calls, measured in the child around them."""
+        self.calls += times
+        return self._call("run", times)
 
     def _remote_result(self):
         return self._call("result")
@@ -145,9 +161,7 @@ def _remote_main(conn, factory, name):
         cmd = msg[0]
         try:
             if cmd == "run":
-                t0 = time.perf_counter()
-                impl.run()
-                conn.send(("ok", time.perf_counter() - t0))
+                conn.send(("ok", impl.run_timed(msg[1])))
             elif cmd == "result":
                 conn.send(("ok", impl.result()))
             elif cmd == "threads":
@@ -325,6 +339,8 @@ def run_workload(wl, impls, n_threads, repeats=None, warmup=1):
         for _ in range(warmup):
             for k in names:
                 impls[k].run()
+        fastest = min(impls[k].run_timed(1) for k in names)   # one more call each: equal counts
+        per_sample = max(1, min(MAX_CALLS_PER_SAMPLE, math.ceil(SAMPLE_S / max(fastest, 1e-9))))
         gc_was_enabled = gc.isenabled()
         try:
             for r in range(repeats):
@@ -337,11 +353,7 @@ def run_workload(wl, impls, n_threads, repeats=None, warmup=1):
                     # each keep their runtime's default wait policy.
                     time.sleep(SETTLE_S)
                     gc.disable()
-                    t0 = time.perf_counter()
-                    impls[k].run()
-                    elapsed = time.perf_counter() - t0
-                    # a RemoteImpl reports the time of the call in its own process
-                    times[k].append(getattr(impls[k], "last_elapsed", None) or elapsed)
+                    times[k].append(impls[k].run_timed(per_sample) / per_sample)
                     if gc_was_enabled:
                         gc.enable()
         finally:
@@ -365,6 +377,6 @@ def run_workload(wl, impls, n_threads, repeats=None, warmup=1):
     f = cols.get("fastnn")
     speedup = {c: cols[c] / f for c in COLUMNS[1:] if c in cols and f}
     return {"workload": wl.name, "title": wl.title, "threads": n_threads,
-            "unit": wl.unit, "repeats": repeats, "ms": ms, "columns_ms": cols,
+            "unit": wl.unit, "repeats": repeats, "calls_per_sample": per_sample, "ms": ms, "columns_ms": cols,
             "speedup": speedup, "times_s": times, "metrics": metrics, "extra": text,
             "check": "ok" if not failures else "FAILED: " + " | ".join(failures)}
