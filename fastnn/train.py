@@ -20,10 +20,12 @@ import inspect
 import os
 import sys
 import time
+import traceback
 
 import numpy as np
 
 from fastnn import _checks as C
+from fastnn import distributed as dist_mod
 from fastnn import io
 from fastnn._engine.config import n_threads_for
 from fastnn._kernels import _data, _optim
@@ -356,6 +358,31 @@ class _ArrayData:
         self.order[...] = order
 
 
+class _ShardedArrays(_ArrayData):
+    """(X, y) arrays on every rank: every rank draws the same permutation and takes
+    its contiguous part ``[k * rank // size, k * (rank + 1) // size)`` of every
+    global minibatch of ``k`` rows (an empty part is yielded as ``(None, None)``).
+    ``offset`` is the part's first row in the global batch (for Dropout masks)."""
+
+    def __init__(self, X, y, dtype, batch_size, shuffle, rank, size):
+        super().__init__(X, y, dtype, batch_size, shuffle)
+        self.rank, self.size = rank, size
+        self.offset = 0
+
+    def batches(self, epoch, start):
+        bs, order, get = self.batch_size, self.order, self.batcher.get
+        r, size = self.rank, self.size
+        for step in range(start, self.steps):
+            idx = order[step * bs:(step + 1) * bs]
+            k = idx.shape[0]
+            lo, hi = k * r // size, k * (r + 1) // size
+            self.offset = lo
+            if hi == lo:
+                yield None, None
+            else:
+                yield get(idx[lo:hi], f"epoch {epoch + 1}, step {step + 1}")
+
+
 def _call_with_epoch(f, epoch):
     try:
         params = inspect.signature(f).parameters.values()
@@ -584,11 +611,8 @@ def _fit_fingerprint(model, loss, optimizer, data, seed):
     fp = dict(data.fingerprint)
     arch = {"classes": [type(m).__name__ for m in model.modules()],
             "state": [[k, list(v.shape), v.dtype.name] for k, v in model.state_dict().items()]}
-    if isinstance(seed, (int, np.integer)) and not isinstance(seed, bool):
-        seed = int(seed)
-    elif seed is not None:  # a Generator or SeedSequence: its state is in the checkpoint, compare the kind
-        seed = type(seed).__name__
-    fp.update(seed=seed, loss=type(loss).__name__,
+    # a Generator or SeedSequence: its state is in the checkpoint, compare the kind
+    fp.update(seed=_seed_key(seed), loss=type(loss).__name__,
               optimizer=type(optimizer).__name__, model=arch)
     return fp
 
@@ -614,14 +638,32 @@ def _check_fit_args(model, loss, optimizer, early_stopping, regularizer, checkpo
         raise ValueError("resume=True needs checkpoint=fastnn.train.Checkpoint(path)")
 
 
-def _data_source(model, loss, X, y, batch_size, shuffle):
+def _data_source(model, loss, X, y, batch_size, shuffle, shard_of=None):
     if y is None:
         if isinstance(X, np.ndarray):
             raise ValueError("y is required when X is an array (pass y, or X as an iterable of "
                              "(X_batch, y_batch) pairs)")
+        if shard_of is not None:
+            raise ValueError("distributed fit with an iterable of batches needs shard=False (each rank "
+                             "passes the batches of its own part of the data)")
         return _IterData(X, model, loss)
     X, y = _prepare(model, loss, X, y)
+    if shard_of is not None:
+        return _ShardedArrays(X, y, _model_dtype(model), batch_size, shuffle, *shard_of)
     return _ArrayData(X, y, _model_dtype(model), batch_size, shuffle)
+
+
+def _resolve_comm(distributed, shard):
+    """The communicator of ``fit(distributed=...)``, or None for a single-process run."""
+    if distributed is None or distributed is False:
+        return None
+    if not isinstance(shard, bool):
+        raise TypeError(f"shard must be True or False. Received: {shard!r}")
+    if distributed is True:
+        return dist_mod.get_comm()
+    if isinstance(distributed, (int, float, str)):
+        raise TypeError(f"distributed must be False, True or an mpi4py communicator. Received: {distributed!r}")
+    return dist_mod.get_comm(distributed)
 
 
 def _validation(model, loss, validation_data):
@@ -636,7 +678,7 @@ def _validation(model, loss, validation_data):
 
 def fit(model, loss, optimizer, X, y=None, *, epochs=10, batch_size=32, shuffle=True, seed=None,
         validation_data=None, scheduler=None, regularizer=None, early_stopping=None,
-        callbacks=(), progress=True, checkpoint=None, resume=False):
+        callbacks=(), progress=True, checkpoint=None, resume=False, distributed=False, shard=True):
     """Train ``model`` on (X, y) with minibatch gradient descent.
 
     Parameters
@@ -689,6 +731,30 @@ def fit(model, loss, optimizer, X, y=None, *, epochs=10, batch_size=32, shuffle=
         fresh).  The checkpoint must come from the same call (data shapes,
         batch size, shuffle, seed, loss, optimizer, model): another one raises
         ValueError.  ``epochs`` may be larger than the first call's, to train on.
+    distributed : bool or mpi4py communicator
+        Data-parallel training over MPI (launch with ``mpiexec -n R python
+        script.py``; needs ``pip install "fastnn-cpu[mpi]"``).  True uses
+        ``fastnn.distributed.init()``'s communicator (``MPI.COMM_WORLD``).
+        Before the first step the ranks check that they have the same model and
+        the same step-determining arguments (ValueError on every rank
+        otherwise), and rank 0's weights, optimizer state, Dropout seeds and
+        shuffle generator are broadcast.  Every step, each rank's gradient is
+        weighted by its share of the global batch and summed with one in-place
+        Allreduce per dtype, so the update equals the whole-batch one; losses
+        and metrics are summed over ranks; validation is split over the ranks.
+        A failure on one rank (bad data, NaN loss, an exception in a callback)
+        stops every rank at the same step with an error naming the rank
+        (``fastnn.distributed.DistributedError``, or FloatingPointError when
+        every cause is one).  Only rank 0 shows progress and writes the
+        checkpoint and the files of ModelCheckpoint and CSVLogger (which are not
+        run on the other ranks); other callbacks run on every rank with the same
+        logs.  BatchNorm uses each rank's own batch statistics (as torch DDP).
+    shard : bool
+        With ``distributed``: True (default) when every rank passes the same
+        (X, y) (arrays or memmaps): ``batch_size`` is the global batch, each rank
+        computes its contiguous part of it.  False when each rank passes its own
+        part of the data (arrays, or an iterable of batches): ``batch_size`` is
+        then per rank, and the ranks must have the same number of steps per epoch.
 
     Returns
     -------
@@ -704,8 +770,32 @@ def fit(model, loss, optimizer, X, y=None, *, epochs=10, batch_size=32, shuffle=
     epochs = C.positive_int(epochs, "epochs")
     batch_size = C.positive_int(batch_size, "batch_size")
     callbacks = _check_callbacks(callbacks)
-    data = _data_source(model, loss, X, y, batch_size, shuffle)
-    val = _validation(model, loss, validation_data)
+    comm = _resolve_comm(distributed, shard)
+    ranks = _Alone() if comm is None else _Ranks(comm, shard)
+    if comm is not None and checkpoint is not None and not shard:
+        raise ValueError("checkpoint with distributed=... and shard=False is not supported: each rank's data "
+                         "and shuffle are its own, and rank 0 writes the one checkpoint (use shard=True)")
+    try:
+        return _fit(ranks, model, loss, optimizer, X, y, epochs, batch_size, shuffle, seed, validation_data,
+                    scheduler, regularizer, early_stopping, callbacks, progress, checkpoint, resume)
+    except BaseException as e:
+        ranks.unagreed(e)
+        raise
+    finally:
+        ranks.end(model)
+
+
+def _fit(ranks, model, loss, optimizer, X, y, epochs, batch_size, shuffle, seed, validation_data, scheduler,
+         regularizer, early_stopping, callbacks, progress, checkpoint, resume):
+    state = {}
+
+    def prepare():
+        state["data"] = _data_source(model, loss, X, y, batch_size, shuffle, ranks.shard_of())
+        state["val"] = _validation(model, loss, validation_data)
+    ranks.guarded("the data checks", prepare)
+    data, val = state["data"], state["val"]
+    if not ranks.main:  # files are written by rank 0 only
+        callbacks = tuple(cb for cb in callbacks if not isinstance(cb, (ModelCheckpoint, CSVLogger)))
     if early_stopping is not None:
         early_stopping._reset()
 
@@ -717,25 +807,48 @@ def fit(model, loss, optimizer, X, y=None, *, epochs=10, batch_size=32, shuffle=
         saver = _Checkpointer(checkpoint, model, optimizer, scheduler, early_stopping, callbacks, data, history,
                               run, rng, _fit_fingerprint(model, loss, optimizer, data, seed))
         if resume:
-            saver.restore()
+            ranks.guarded("the resume from the checkpoint", saver.restore)
+    ranks.begin(model, optimizer, rng, data, val, run,
+                {"loss": type(loss).__name__, "optimizer": type(optimizer).__name__, "epochs": epochs,
+                 "batch_size": batch_size, "shuffle": bool(shuffle), "seed": _seed_key(seed)})
 
-    for cb in callbacks:
-        if hasattr(cb, "stop_training"):
-            cb.stop_training = False
-        if callable(getattr(cb, "set_model", None)):
-            cb.set_model(model)
-    _call(callbacks, "on_train_begin", {"initial_epoch": run.epoch})
-    model.train()
+    def begin():
+        for cb in callbacks:
+            if hasattr(cb, "stop_training"):
+                cb.stop_training = False
+            if callable(getattr(cb, "set_model", None)):
+                cb.set_model(model)
+        _call(callbacks, "on_train_begin", {"initial_epoch": run.epoch})
+        model.train()
+    ranks.guarded("on_train_begin", begin)
     if not run.finished:
-        _run_epochs(model, loss, optimizer, data, val, epochs, rng, run, history, scheduler, regularizer,
-                    early_stopping, callbacks, progress, saver)
-    if early_stopping is not None and early_stopping.restore_best and early_stopping.best_state is not None:
-        model.load_state_dict(early_stopping.best_state)
-    _call(callbacks, "on_train_end", {"epochs": len(history.epoch)})
+        _run_epochs(ranks, model, loss, optimizer, data, val, epochs, rng, run, history, scheduler, regularizer,
+                    early_stopping, callbacks, progress and ranks.main, saver)
+
+    def end():
+        if early_stopping is not None and early_stopping.restore_best and early_stopping.best_state is not None:
+            model.load_state_dict(early_stopping.best_state)
+        _call(callbacks, "on_train_end", {"epochs": len(history.epoch)})
+    ranks.guarded("on_train_end", end)
     return history
 
 
-def _run_epochs(model, loss, optimizer, data, val, epochs, rng, run, history, scheduler, regularizer,
+def _seed_key(seed):
+    if isinstance(seed, (int, np.integer)) and not isinstance(seed, bool):
+        return int(seed)
+    return None if seed is None else type(seed).__name__
+
+
+def _agreed(err):
+    """Mark an error that every rank raises at the same point (no abort needed)."""
+    err._fastnn_agreed = True
+    return err
+
+
+_END = object()
+
+
+def _run_epochs(ranks, model, loss, optimizer, data, val, epochs, rng, run, history, scheduler, regularizer,
                 early_stopping, callbacks, progress, saver):
     classify = isinstance(loss, CrossEntropyLoss)
     params = list(model.parameters())
@@ -744,80 +857,302 @@ def _run_epochs(model, loss, optimizer, data, val, epochs, rng, run, history, sc
     reg_weights = regularizer.weights(model) if regularizer is not None else None
     per_step_schedule = scheduler is not None and getattr(scheduler, "interval", "epoch") == "step"
     every_steps = saver.ckpt.every_steps if saver is not None else None
+    # Agree after every batch when any rank has batch-level work (rank 0 may run file
+    # writers that the others do not).
+    batch_hooks = ranks.any(bool(callbacks) or every_steps is not None)
+    drops = ranks.dropouts(model)
     for epoch in range(run.epoch, epochs):
         logs = {}
-        if run.step == 0:
-            run.begin_epoch()
-            steps = data.begin_epoch(epoch, rng)
-        else:  # resuming inside this epoch: its shuffle (and sums so far) came from the checkpoint
-            steps = data.begin_epoch(epoch, None) if isinstance(data, _IterData) else data.steps
-        run.epoch = epoch
-        stop = _call(callbacks, "on_epoch_begin", epoch, logs)
-        bar.begin(epoch, steps, run.step)
+        counts = {}
+
+        def begin_epoch():
+            if run.step == 0:
+                run.begin_epoch()
+                counts["steps"] = data.begin_epoch(epoch, rng)
+            else:  # resuming inside this epoch: its shuffle (and sums so far) came from the checkpoint
+                counts["steps"] = data.begin_epoch(epoch, None) if isinstance(data, _IterData) else data.steps
+            run.epoch = epoch
+            return _call(callbacks, "on_epoch_begin", epoch, logs)
+        stop = ranks.guarded(f"the start of epoch {epoch + 1}", begin_epoch)
+        bar.begin(epoch, counts["steps"], run.step)
         t0 = time.perf_counter()
-        for xb, yb in data.batches(epoch, run.step):
+        it = data.batches(epoch, run.step)
+        while True:
             step = run.step
-            for p in params:
-                p._grad_zero = True
-            out = forward_step(model, xb)
-            value = loss._forward(out, yb)
-            if not np.isfinite(value):
-                raise FloatingPointError(
-                    f"non-finite loss ({value}) at epoch {epoch + 1}, step {step + 1}; "
-                    "parameters keep their values from before this step (try a smaller learning rate)")
-            backward_step(model, loss._backward(), False)
-            if regularizer is not None:
-                value += regularizer.add_grad(model, reg_weights)
+            where = f"epoch {epoch + 1}, step {step + 1}"
+            exc, have, value, k, correct = None, False, 0.0, 0, 0
+            try:
+                xb, yb = next(it, (_END, None))
+                have = xb is not _END
+                if have:
+                    for p in params:
+                        p._grad_zero = True
+                if have and xb is not None:  # None: this rank's part of the global batch is empty
+                    k = xb.shape[0]
+                    if drops:
+                        ranks.place_rows(drops, data, k)
+                    out = forward_step(model, xb)
+                    value = loss._forward(out, yb)
+                    if not np.isfinite(value):
+                        raise FloatingPointError(
+                            f"non-finite loss ({value}) at {where}; parameters keep their values from "
+                            "before this step (try a smaller learning rate)")
+                    backward_step(model, loss._backward(), False)
+                    if regularizer is not None:
+                        value += regularizer.add_grad(model, reg_weights)
+                    if classify:
+                        correct = loss.n_correct
+            except Exception as e:  # noqa: BLE001 - alone: re-raised as is; over MPI: reported on every rank
+                exc = e
+            got = ranks.step(exc, have, value, k, correct, where)
+            if got is None:
+                break
+            batch_loss, loss_sum, total_k, total_correct = got
             # The fused optimizer kernel checks every gradient before any thread
-            # writes; on NaN/inf it updates nothing and reports it.
+            # writes; on NaN/inf it updates nothing and reports it.  Over MPI every
+            # rank holds the same summed gradient, so all of them agree on it.
             if not opt_step():
-                raise FloatingPointError(
-                    f"non-finite gradient at epoch {epoch + 1}, step {step + 1}; "
-                    "parameters keep their values from before this step (try a smaller learning rate)")
-            k = xb.shape[0]
-            run.total_loss += value * k
-            run.seen += k
+                raise _agreed(FloatingPointError(
+                    f"non-finite gradient at {where}{ranks.summed}; "
+                    "parameters keep their values from before this step (try a smaller learning rate)"))
+            run.total_loss += loss_sum
+            run.seen += total_k
             if classify:
-                run.total_correct += loss.n_correct
+                run.total_correct += total_correct
             run.step += 1
             run.global_step += 1
             if per_step_schedule:
                 scheduler.step()
             bar.update()
-            if callbacks and _call(callbacks, "on_batch_end", run.global_step - 1,
-                                   {"loss": value, "batch": step, "size": k}):
-                stop = True
-                break
-            if every_steps is not None and run.global_step % every_steps == 0:
-                saver.save()
+            if batch_hooks:
+                def batch_end():
+                    s = bool(callbacks) and _call(callbacks, "on_batch_end", run.global_step - 1,
+                                                  {"loss": batch_loss, "batch": step, "size": total_k})
+                    if not s and every_steps is not None and run.global_step % every_steps == 0 and ranks.main:
+                        saver.save()
+                    return s
+                if ranks.guarded(where, batch_end):
+                    stop = True
+                    break
         if run.seen == 0:
-            raise ValueError(f"the training data yielded no batches in epoch {epoch + 1}")
+            raise _agreed(ValueError(f"the training data yielded no batches in epoch {epoch + 1}"))
         logs["loss"] = run.total_loss / run.seen
         if classify:
             logs["accuracy"] = run.total_correct / run.seen
         if val is not None:
-            vlogs = _evaluate(model, loss, val[0], val[1], 256, classify)
+            vlogs = ranks.evaluate(model, loss, val, classify, f"the validation of epoch {epoch + 1}")
             logs.update({"val_" + k: v for k, v in vlogs.items()})
             model.train()
         logs["time"] = time.perf_counter() - t0
-        if scheduler is not None and getattr(scheduler, "interval", "epoch") == "epoch":
-            if getattr(scheduler, "needs_metric", False):
-                scheduler.step(logs.get("val_loss", logs["loss"]))
-            else:
-                scheduler.step()
-        history._append(epoch, logs)
-        bar.end(epoch, logs)
-        if _call(callbacks, "on_epoch_end", epoch, logs):
-            stop = True
-        if early_stopping is not None and early_stopping._update(epoch, logs, model):
-            stop = True
+
+        def end_epoch():
+            s = False
+            if scheduler is not None and getattr(scheduler, "interval", "epoch") == "epoch":
+                if getattr(scheduler, "needs_metric", False):
+                    scheduler.step(logs.get("val_loss", logs["loss"]))
+                else:
+                    scheduler.step()
+            history._append(epoch, logs)
+            bar.end(epoch, logs)
+            if _call(callbacks, "on_epoch_end", epoch, logs):
+                s = True
+            if early_stopping is not None and early_stopping._update(epoch, logs, model):
+                s = True
+            return s
+        stop = ranks.guarded(f"the end of epoch {epoch + 1}", end_epoch) or stop
         run.epoch, run.step = epoch + 1, 0
         run.finished = stop  # stopped early: a resume trains no more (reaching `epochs` is not final)
         if saver is not None and (stop or epoch + 1 == epochs or (saver.ckpt.every is not None
                                                                   and (epoch + 1) % saver.ckpt.every == 0)):
-            saver.save()
+            ranks.guarded(f"the checkpoint of epoch {epoch + 1}", saver.save if ranks.main else bool)
         if stop:
             break
+
+
+class _Alone:
+    """The agreement points of the training loop in a single process: nothing to agree on."""
+
+    main = True
+    summed = ""
+
+    def shard_of(self):
+        return None
+
+    def guarded(self, where, f):
+        return f() is True
+
+    def any(self, flag):
+        return bool(flag)
+
+    def begin(self, model, optimizer, rng, data, val, run, args):
+        pass
+
+    def dropouts(self, model):
+        return []
+
+    def step(self, exc, have, value, k, correct, where):
+        """(batch loss, sum of loss * rows, rows, correct) of this step, or None after the last batch."""
+        if exc is not None:
+            raise exc
+        if not have:
+            return None
+        return value, value * k, k, correct
+
+    def evaluate(self, model, loss, val, classify, where):
+        return _evaluate(model, loss, val[0], val[1], 256, classify)
+
+    def unagreed(self, exc):
+        pass
+
+    def end(self, model):
+        pass
+
+
+class _Ranks:
+    """The agreement points of a data-parallel fit over ``comm``: every rank calls the
+    same collectives at the same points, and a failure on any rank becomes the same
+    error on all of them (naming the ranks and causes) instead of a hang."""
+
+    def __init__(self, comm, shard):
+        self.comm, self.shard = comm, shard
+        self.rank, self.size = comm.Get_rank(), comm.Get_size()
+        self.main = self.rank == 0
+        self.summed = f" (summed over the {self.size} ranks)"
+        self.flags = np.zeros(2)
+        self.sums = None
+        self.grads = None
+        self.drops = []
+
+    def shard_of(self):
+        return (self.rank, self.size) if self.shard else None
+
+    def _sum(self, arr):
+        from mpi4py import MPI
+
+        self.comm.Allreduce(MPI.IN_PLACE, arr, op=MPI.SUM)
+
+    def fail(self, exc, where):
+        """Collective, called on every rank when some rank failed: gather the causes and raise."""
+        info = None if exc is None else (type(exc).__name__, str(exc))
+        failures = [(r, i[0], i[1]) for r, i in enumerate(self.comm.allgather(info)) if i is not None]
+        text = "; ".join(f"rank {r} raised {t}: {m}" for r, t, m in failures)
+        msg = f"distributed fit stopped at {where} on all {self.size} ranks: {text}"
+        if failures and all(t == "FloatingPointError" for _, t, _ in failures):
+            err = FloatingPointError(msg)
+            err.failures = failures
+        else:
+            err = dist_mod.DistributedError(msg, failures)
+        raise _agreed(err) from exc
+
+    def guarded(self, where, f):
+        """Run ``f()`` here, then agree: raise on every rank if it raised on any; else
+        True when it returned True (stop) on any rank."""
+        exc, out = None, None
+        try:
+            out = f()
+        except Exception as e:  # noqa: BLE001 - every error is reported on every rank
+            exc = e
+        self.flags[0], self.flags[1] = exc is not None, out is True
+        self._sum(self.flags)
+        if self.flags[0]:
+            self.fail(exc, where)
+        return bool(self.flags[1])
+
+    def any(self, flag):
+        self.flags[0], self.flags[1] = bool(flag), 0
+        self._sum(self.flags)
+        return bool(self.flags[0])
+
+    def begin(self, model, optimizer, rng, data, val, run, args):
+        """Before the first step: check that the ranks agree on the model and the
+        step-determining arguments, then broadcast rank 0's weights, optimizer state,
+        Dropout seeds and shuffle generator."""
+        fp = dict(args, model=dist_mod.model_signature(model), shard=self.shard, data=type(data).__name__,
+                  position=(run.epoch, run.step, run.global_step, run.finished),
+                  validation=None if val is None else tuple(val[0].shape[1:]))
+        if isinstance(data, _ArrayData):
+            fp.update(steps_per_epoch=data.steps, sample_shape=tuple(data.batcher.X.shape[1:]))
+            if self.shard:
+                fp["n_samples"] = data.n
+        dist_mod.check_same(self.comm, fp, "the model and the fit arguments")
+        dist_mod.broadcast_parameters(model, 0, self.comm)
+        dist_mod.broadcast_state(optimizer, 0, self.comm)
+        rng.bit_generator.state = self.comm.bcast(rng.bit_generator.state, root=0)
+        self.grads = dist_mod.flat_gradients(model)
+        self.drops = self.dropouts(model)
+        # failed ranks, ranks with a batch, sum of loss * rows, rows, correct, ranks with rows,
+        # then the Dropout call counters of the ranks with rows
+        self.sums = np.zeros(6 + len(self.drops))
+
+    def dropouts(self, model):
+        return [m for m in model.modules() if hasattr(m, "_row_offset")]
+
+    def place_rows(self, drops, data, k):
+        # Dropout draws the masks of this part's rows' places in the global batch.
+        offset = data.offset if isinstance(data, _ShardedArrays) else self.rank * k
+        for m in drops:
+            object.__setattr__(m, "_row_offset", offset)
+
+    def step(self, exc, have, value, k, correct, where):
+        """Agree on this step and sum the gradients (each rank's weighted by its share
+        of the global batch, so the update is the whole batch's)."""
+        s = self.sums
+        s[:6] = exc is not None, have, value * k, k, correct, k > 0
+        for i, m in enumerate(self.drops):
+            s[6 + i] = m._calls if k > 0 else 0
+        self._sum(s)
+        if have and k == 0 and s[5] > 0:
+            # This rank's part was empty: its Dropout layers did not count the forward,
+            # so take the counters of the ranks that ran it (the same on all of them).
+            for i, m in enumerate(self.drops):
+                object.__setattr__(m, "_calls", int(round(s[6 + i] / s[5])))
+        if s[0]:
+            self.fail(exc, where)
+        if s[1] == 0:
+            return None
+        if s[1] != self.size:
+            self.fail(None if have else ValueError(
+                "its data has no more batches in this epoch while other ranks have more (with shard=False "
+                "every rank must have the same number of batches per epoch)"), where)
+        total_k = int(s[3])
+        self.grads.allreduce(self.comm, k / total_k)
+        return s[2] / total_k, float(s[2]), total_k, int(s[4])
+
+    def evaluate(self, model, loss, val, classify, where):
+        """Validation: with shard=True each rank takes a contiguous part; sums reduced."""
+        Xv, yv = val
+        n = Xv.shape[0]
+        lo, hi = (n * self.rank // self.size, n * (self.rank + 1) // self.size) if self.shard else (0, n)
+        sums = np.zeros(4)
+        exc = None
+        try:
+            if hi > lo:
+                sums[1:] = _evaluate_sums(model, loss, _array_batches(Xv[lo:hi], yv[lo:hi], 256,
+                                                                       _model_dtype(model)), classify)
+        except Exception as e:  # noqa: BLE001 - reported on every rank
+            exc = e
+        sums[0] = exc is not None
+        self._sum(sums)
+        if sums[0]:
+            self.fail(exc, where)
+        out = {"loss": sums[1] / sums[3]}
+        if classify:
+            out["accuracy"] = sums[2] / sums[3]
+        return out
+
+    def unagreed(self, exc):
+        """An error the other ranks did not agree on (a bug, KeyboardInterrupt, MemoryError):
+        they may wait in a collective forever, so end the whole job."""
+        if getattr(exc, "_fastnn_agreed", False) or self.size == 1:
+            return
+        sys.stderr.write(f"fastnn.distributed: rank {self.rank} failed outside a synchronized point; aborting "
+                         f"the MPI job:\n{''.join(traceback.format_exception(type(exc), exc, exc.__traceback__))}")
+        sys.stderr.flush()
+        self.comm.Abort(1)
+
+    def end(self, model):
+        for m in self.dropouts(model):
+            object.__setattr__(m, "_row_offset", 0)
 
 
 def _array_batches(X, y, batch_size, dtype):
@@ -835,7 +1170,8 @@ def _evaluate(model, loss, X, y, batch_size, classify):
     return _evaluate_batches(model, loss, _array_batches(X, y, batch_size, _model_dtype(model)), classify)
 
 
-def _evaluate_batches(model, loss, batches, classify):
+def _evaluate_sums(model, loss, batches, classify):
+    """(sum of loss * rows, correct predictions, rows) over ``batches``, in eval mode."""
     was_training = model.training
     model.eval()
     total, correct, n = 0.0, 0, 0
@@ -848,6 +1184,11 @@ def _evaluate_batches(model, loss, batches, classify):
                 correct += loss.n_correct
     finally:
         model.train(was_training)
+    return total, correct, n
+
+
+def _evaluate_batches(model, loss, batches, classify):
+    total, correct, n = _evaluate_sums(model, loss, batches, classify)
     if n == 0:
         raise ValueError("evaluate got no batches")
     out = {"loss": total / n}

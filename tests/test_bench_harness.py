@@ -19,9 +19,10 @@ def test_default_set_has_the_lstm_row_and_extras_run_on_request():
                           "conv_n128_1x8_28_k5p0", "lenet_step"]
     extra = _bench.extra_workload_names()
     assert not set(extra) & set(names)
-    selected, unknown = _bench.select(["norm", "elementwise", "lstm"])
+    selected, unknown = _bench.select(["norm", "elementwise", "lstm", "distributed"])
     assert unknown == []
     assert selected == ["lstm_t50_b64_64x128"] + extra
+    assert extra[-1] == "mlp_ranks"
 
 
 def test_unknown_workload_names_are_reported():

@@ -304,9 +304,9 @@ def set_threads(impls, n):
 
 
 def close_impls(impls):
-    """Stop the child processes of the implementations that have one."""
+    """Stop the child processes of the implementations that have them."""
     for impl in impls:
-        if isinstance(impl, RemoteImpl):
+        if callable(getattr(impl, "close", None)):
             impl.close()
 
 

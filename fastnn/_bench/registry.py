@@ -1,7 +1,8 @@
 """Workload names and how to build each one (full size, or small with ``quick``).
 
 The default set (``workload_names``) is the ratio table of ``python -m fastnn bench``;
-the extra set (normalization, dropout and the element-wise losses) runs with
+the extra set (normalization, dropout, the element-wise losses and the data-parallel
+MLP over MPI ranks) runs with
 ``--only`` (a name, a prefix or a family of :data:`FAMILIES`) or ``--all``.
 """
 from .workloads.conv import CONV_SHAPES, CONV_SHAPES_QUICK, ConvStep, LeNetStep
@@ -10,6 +11,7 @@ from .workloads.elementwise import LOSSES, DropoutStep, LossStep
 from .workloads.mlp import Digits, MLPEpoch
 from .workloads.norm import NORM_WORKLOADS, NormStep
 from .workloads.optim import OPTIMIZERS, OptimizerStep
+from .workloads.ranks import DataParallelMLP
 from .workloads.rnn import LSTM_SHAPE, LSTM_SHAPE_QUICK, LSTMStep
 
 __all__ = ["FAMILIES", "workload_names", "extra_workload_names", "all_workload_names",
@@ -39,6 +41,7 @@ def _families(quick):
         "rnn": [_lstm_name(LSTM_SHAPE_QUICK if quick else LSTM_SHAPE)],
         "norm": [f"norm_{k}" for k in NORM_WORKLOADS],
         "elementwise": ["dropout"] + [f"loss_{k}" for k in LOSSES],
+        "distributed": ["mlp_ranks"],
     }
 
 
@@ -90,6 +93,8 @@ def make_workload(name, quick=False):
         wl = MLPEpoch(n_samples=8192, min_accuracy=0.5) if quick else MLPEpoch()
     elif name == "digits":
         wl = (Digits(seeds=(0,), epochs=5, min_accuracy=0.85) if quick else Digits())
+    elif name == "mlp_ranks":
+        wl = DataParallelMLP(n_samples=8192, min_accuracy=0.4) if quick else DataParallelMLP()
     elif name in fam["rnn"]:
         wl = LSTMStep(*(LSTM_SHAPE_QUICK if quick else LSTM_SHAPE))
     elif name in fam["norm"]:

@@ -174,6 +174,10 @@ class Dropout(Module):
     with probability ``p`` and the others are scaled by ``1 / (1 - p)``; in eval
     mode, and for ``p = 0``, it is the identity.
 
+    In data-parallel ``fit(..., distributed=True)`` each rank's shard of a global
+    batch gets the masks of its rows' places in the global batch, so training is
+    the same as one process with the whole batch.
+
     The mask is counter-based: element ``i`` of the ``k``-th training forward is
     kept according to a hash of (seed, k, i), so a seed gives the same masks on
     every run and for any thread count, and ``backward`` regenerates exactly the
@@ -193,6 +197,7 @@ class Dropout(Module):
             seed = int(np.random.SeedSequence().entropy)
         object.__setattr__(self, "_seed", int(seed) & _MASK64)
         object.__setattr__(self, "_calls", 0)
+        object.__setattr__(self, "_row_offset", 0)   # set by distributed fit, see _forward
         object.__setattr__(self, "_bufs", Buffers())
         object.__setattr__(self, "_saved", None)
 
@@ -229,6 +234,12 @@ class Dropout(Module):
         if not x.flags.c_contiguous:
             x = np.ascontiguousarray(x)
         key = self._key(self._calls)
+        rows = getattr(self, "_row_offset", 0)
+        if rows and x.shape[0]:
+            # This batch is rows [rows, rows + n) of a larger one (a rank's shard in
+            # data-parallel fit): element j gets the mask of element offset + j of the
+            # whole, since the mask of (key, i) hashes key + i * golden.
+            key = (key + rows * (x.size // x.shape[0]) * _GOLDEN) & _MASK64
         object.__setattr__(self, "_calls", self._calls + 1)
         object.__setattr__(self, "_saved", (key, x.shape, x.dtype))
         return self._apply(x, key, x.shape, "y")
