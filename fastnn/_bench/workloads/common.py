@@ -65,3 +65,15 @@ def torch_cnn(spec, params):
         for p, v in zip(model.parameters(), params):
             p.copy_(torch.from_numpy(np.asarray(v)))
     return model
+
+
+def mnist_shaped(n_samples, sizes, seed):
+    """(X, y, initial MLP params): standard-normal float32 samples of ``sizes[0]`` features,
+    labels 0..sizes[-1]-1 from a fixed random linear teacher (so an epoch visibly learns)."""
+    from fastnn import _baselines as B
+
+    rng = np.random.default_rng(seed)
+    X = rng.standard_normal((n_samples, sizes[0]), dtype=np.float32)
+    teacher = rng.standard_normal((sizes[0], sizes[-1])).astype(np.float32)
+    y = np.argmax(X @ teacher, axis=1).astype(np.int64)
+    return X, y, B.mlp_init(tuple(sizes), seed=seed)

@@ -7,7 +7,7 @@ from fastnn import _baselines as B
 from fastnn._zoo import fastnn_mlp, load_digits_split, train_fastnn_mlp
 
 from ..harness import Impl, Unavailable, Workload, require_sklearn, torch_module
-from .common import sklearn_mlp, torch_mlp, torch_predict, torch_train_epoch
+from .common import mnist_shaped, sklearn_mlp, torch_mlp, torch_predict, torch_train_epoch
 
 __all__ = ["MLPEpoch", "Digits"]
 
@@ -32,11 +32,7 @@ class MLPEpoch(Workload):
         self.seed = seed
         self.min_accuracy = min_accuracy
         self.title = (f"MLP {'-'.join(map(str, sizes))} epoch N={n_samples} B={batch_size}")
-        rng = np.random.default_rng(seed)
-        self.X = rng.standard_normal((n_samples, sizes[0]), dtype=np.float32)
-        teacher = rng.standard_normal((sizes[0], sizes[-1])).astype(np.float32)
-        self.y = np.argmax(self.X @ teacher, axis=1).astype(np.int64)
-        self.params0 = B.mlp_init(self.sizes, seed=seed)
+        self.X, self.y, self.params0 = mnist_shaped(n_samples, self.sizes, seed)
         n_eval = min(n_samples, 5000)
         self.X_eval, self.y_eval = self.X[:n_eval], self.y[:n_eval]
 

@@ -1,11 +1,10 @@
 """Data-parallel MLP training: fastnn over MPI ranks, one fastnn process, torch DDP (gloo)."""
 import numpy as np
 
-from fastnn import _baselines as B
 from fastnn._zoo import fastnn_mlp
 
 from ..harness import Impl, Workload, torch_module
-from .common import torch_mlp, torch_predict
+from .common import mnist_shaped, torch_mlp, torch_predict
 
 __all__ = ["DataParallelMLP"]
 
@@ -26,11 +25,7 @@ class DataParallelMLP(Workload):
         self.sizes, self.batch_size, self.lr, self.seed = tuple(sizes), batch_size, lr, seed
         self.ranks, self.min_accuracy = ranks, min_accuracy
         self.title = f"MLP {'-'.join(map(str, sizes))} epoch N={n_samples} B={batch_size}, {ranks} ranks x 1 thr"
-        rng = np.random.default_rng(seed)
-        self.X = rng.standard_normal((n_samples, sizes[0]), dtype=np.float32)
-        teacher = rng.standard_normal((sizes[0], sizes[-1])).astype(np.float32)
-        self.y = np.argmax(self.X @ teacher, axis=1).astype(np.int64)
-        self.params0 = B.mlp_init(self.sizes, seed=seed)
+        self.X, self.y, self.params0 = mnist_shaped(n_samples, self.sizes, seed)
         n_eval = min(n_samples, 5000)
         self.X_eval, self.y_eval = self.X[:n_eval], self.y[:n_eval]
         self.comm_stats = None
