@@ -860,7 +860,6 @@ def _run_epochs(ranks, model, loss, optimizer, data, val, epochs, rng, run, hist
     # Agree after every batch when any rank has batch-level work (rank 0 may run file
     # writers that the others do not).
     batch_hooks = ranks.any(bool(callbacks) or every_steps is not None)
-    drops = ranks.dropouts(model)
     for epoch in range(run.epoch, epochs):
         logs = {}
         counts = {}
@@ -889,8 +888,7 @@ def _run_epochs(ranks, model, loss, optimizer, data, val, epochs, rng, run, hist
                         p._grad_zero = True
                 if have and xb is not None:  # None: this rank's part of the global batch is empty
                     k = xb.shape[0]
-                    if drops:
-                        ranks.place_rows(drops, data, k)
+                    ranks.place_rows(data, k)
                     out = forward_step(model, xb)
                     value = loss._forward(out, yb)
                     if not np.isfinite(value):
@@ -987,8 +985,8 @@ class _Alone:
     def begin(self, model, optimizer, rng, data, val, run, args):
         pass
 
-    def dropouts(self, model):
-        return []
+    def place_rows(self, data, k):
+        pass
 
     def step(self, exc, have, value, k, correct, where):
         """(batch loss, sum of loss * rows, rows, correct) of this step, or None after the last batch."""
@@ -1079,18 +1077,15 @@ class _Ranks:
         dist_mod.broadcast_state(optimizer, 0, self.comm)
         rng.bit_generator.state = self.comm.bcast(rng.bit_generator.state, root=0)
         self.grads = dist_mod.flat_gradients(model)
-        self.drops = self.dropouts(model)
+        self.drops = [m for m in model.modules() if hasattr(m, "_row_offset")]   # Dropout layers
         # failed ranks, ranks with a batch, sum of loss * rows, rows, correct, ranks with rows,
         # then the Dropout call counters of the ranks with rows
         self.sums = np.zeros(6 + len(self.drops))
 
-    def dropouts(self, model):
-        return [m for m in model.modules() if hasattr(m, "_row_offset")]
-
-    def place_rows(self, drops, data, k):
+    def place_rows(self, data, k):
         # Dropout draws the masks of this part's rows' places in the global batch.
         offset = data.offset if isinstance(data, _ShardedArrays) else self.rank * k
-        for m in drops:
+        for m in self.drops:
             object.__setattr__(m, "_row_offset", offset)
 
     def step(self, exc, have, value, k, correct, where):
@@ -1151,7 +1146,7 @@ class _Ranks:
         self.comm.Abort(1)
 
     def end(self, model):
-        for m in self.dropouts(model):
+        for m in self.drops:   # empty when begin() did not run: no offsets were set
             object.__setattr__(m, "_row_offset", 0)
 
 
