@@ -158,12 +158,14 @@ void fnn_avgpool2d_backward_f64(const double *gy, double *gx, ptrdiff_t planes, 
  * fields unused).  Layouts are described in fnn_wino.c.  The int functions
  * return -1 when their scratch buffer cannot be allocated, else 0. */
 #define FNN_WINO_PROTOS(T, SUF)                                                              \
-int fnn_wino_in_##SUF(const T *x, T *V, ptrdiff_t nimg, ptrdiff_t C, const fnn_conv_geom *g); \
+int fnn_wino_in_##SUF(const T *x, T *V, ptrdiff_t nimg, ptrdiff_t C, ptrdiff_t ps,           \
+                      const fnn_conv_geom *g);                                               \
 int fnn_wino_out_##SUF(const T *M, T *y, const T *bias, ptrdiff_t nimg, ptrdiff_t O,         \
-                       const fnn_conv_geom *g);                                              \
-int fnn_wino_gout_##SUF(const T *gy, T *gM, ptrdiff_t nimg, ptrdiff_t O,                     \
+                       ptrdiff_t ps, const fnn_conv_geom *g);                                \
+int fnn_wino_gout_##SUF(const T *gy, T *gM, ptrdiff_t nimg, ptrdiff_t O, ptrdiff_t ps,       \
                         const fnn_conv_geom *g);                                             \
-int fnn_wino_gin_##SUF(const T *dV, T *gx, ptrdiff_t nimg, ptrdiff_t C, const fnn_conv_geom *g); \
+int fnn_wino_gin_##SUF(const T *dV, T *gx, ptrdiff_t nimg, ptrdiff_t C, ptrdiff_t ps,        \
+                       const fnn_conv_geom *g);                                              \
 void fnn_wino_weight_##SUF(const T *w, T *U, ptrdiff_t O, ptrdiff_t C);                      \
 void fnn_wino_wgrad_##SUF(const T *dU, T *gw, ptrdiff_t O, ptrdiff_t C, int accumulate);
 FNN_WINO_PROTOS(float, f32)

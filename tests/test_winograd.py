@@ -122,13 +122,21 @@ def _nan_outside(a, axis):
 
 
 def _rows(a):
-    """(16, ch, N, T) reference layout -> the kernels' (N * T, 16, ch) rows."""
-    return a.transpose(2, 3, 0, 1).reshape(-1, 16, a.shape[1])
+    """(16, ch, N, T) reference layout -> the kernels' (16, N * T, ch) point blocks."""
+    return a.transpose(0, 2, 3, 1).reshape(16, -1, a.shape[1])
 
 
 def _cols(a):
-    """The kernels' chunk rows (R, 16, ch) -> the references' (16, ch, R)."""
-    return a.transpose(1, 2, 0)
+    """The kernels' chunk blocks (16, R, ch) -> the references' (16, ch, R)."""
+    return a.transpose(0, 2, 1)
+
+
+def _padded(rows, ch, dtype, extra=3):
+    """A (16, rows, ch) view of a NaN buffer with ``extra`` spare rows per point
+    block (the engine's chunk buffers are such leading slices): the kernels must
+    step between blocks by the array's stride and leave the spare rows alone."""
+    buf = np.full((16, rows + extra, ch), np.nan, dtype)
+    return buf, buf[:, :rows]
 
 
 @pytest.mark.parametrize("h, w, p", TRANSFORM_GEOMS, ids=TRANSFORM_IDS)
@@ -139,14 +147,15 @@ def test_wino_in_matches_numpy(h, w, p, dtype, rng, assert_close):
     oh, ow = _out_hw(h, w, p)
     t = np.prod(_tiles(oh, ow))
     x = rng.standard_normal((N_IMG, c, h, w)).astype(dtype)
-    ref = _rows(ref_wino_in(x, p, oh, ow)).reshape(N_IMG, t, 16, c)
+    ref = _rows(ref_wino_in(x, p, oh, ow)).reshape(16, N_IMG, t, c)
     x[:N0] = np.nan
     x[N1:] = np.nan
-    V = np.full((N_IMG * t, 16, c), np.nan, dtype)
+    buf, V = _padded(N_IMG * t, c, dtype)
     _conv.wino_in(x, V, N0, N1, p, (oh, ow))
-    V = V.reshape(N_IMG, t, 16, c)
-    assert_close(V[N0:N1], ref[N0:N1], scale=4)
-    assert _nan_outside(V, 0)
+    V = V.reshape(16, N_IMG, t, c)
+    assert_close(V[:, N0:N1], ref[:, N0:N1], scale=4)
+    assert _nan_outside(V, 1)
+    assert np.isnan(buf[:, N_IMG * t:]).all()
 
 
 @pytest.mark.parametrize("h, w, p", TRANSFORM_GEOMS, ids=TRANSFORM_IDS)
@@ -157,7 +166,9 @@ def test_wino_out_matches_numpy(h, w, p, with_bias, dtype, rng, assert_close):
     o = 2
     oh, ow = _out_hw(h, w, p)
     th, tw = _tiles(oh, ow)
-    M = rng.standard_normal(((N1 - N0) * th * tw, 16, o)).astype(dtype)
+    buf = rng.standard_normal((16, (N1 - N0) * th * tw + 3, o)).astype(dtype)
+    buf[:, (N1 - N0) * th * tw:] = np.nan   # spare rows past the chunk: never read
+    M = buf[:, :(N1 - N0) * th * tw]
     b = rng.standard_normal(o).astype(dtype) if with_bias else None
     y = np.full((N_IMG, o, oh, ow), np.nan, dtype)
     _conv.wino_out(M, y, b, N0, N1, (h, w), p)
@@ -173,12 +184,13 @@ def test_wino_gout_matches_numpy(h, w, p, dtype, rng, assert_close):
     oh, ow = _out_hw(h, w, p)
     t = np.prod(_tiles(oh, ow))
     gy = rng.standard_normal((N_IMG, o, oh, ow)).astype(dtype)
-    ref = _rows(ref_wino_gout(gy)).reshape(N_IMG, t * 16 * o)[N0:N1]
+    ref = _rows(ref_wino_gout(gy)).reshape(16, N_IMG, t, o)[:, N0:N1]
     gy[:N0] = np.nan
     gy[N1:] = np.nan
-    gM = np.full(((N1 - N0) * t, 16, o), np.nan, dtype)
+    buf, gM = _padded((N1 - N0) * t, o, dtype)
     _conv.wino_gout(gy, gM, N0, N1, (h, w), p)
-    assert_close(gM.reshape(N1 - N0, -1), ref, scale=4)
+    assert_close(gM.reshape(16, N1 - N0, t, o), ref, scale=4)
+    assert np.isnan(buf[:, (N1 - N0) * t:]).all()
 
 
 @pytest.mark.parametrize("h, w, p", TRANSFORM_GEOMS, ids=TRANSFORM_IDS)
@@ -188,7 +200,9 @@ def test_wino_gin_matches_numpy(h, w, p, dtype, rng, assert_close):
     c = 3
     oh, ow = _out_hw(h, w, p)
     th, tw = _tiles(oh, ow)
-    dV = rng.standard_normal(((N1 - N0) * th * tw, 16, c)).astype(dtype)
+    buf = rng.standard_normal((16, (N1 - N0) * th * tw + 3, c)).astype(dtype)
+    buf[:, (N1 - N0) * th * tw:] = np.nan   # spare rows past the chunk: never read
+    dV = buf[:, :(N1 - N0) * th * tw]
     gx = np.full((N_IMG, c, h, w), np.nan, dtype)
     _conv.wino_gin(dV, gx, N0, N1, p, (oh, ow))
     assert_close(gx[N0:N1], ref_wino_gin(_cols(dV), N1 - N0, (h, w), p, oh, ow), scale=10)
@@ -221,19 +235,19 @@ def test_wino_transforms_are_adjoint(h, w, p, dtype, rng, assert_close):
     oh, ow = _out_hw(h, w, p)
     t = np.prod(_tiles(oh, ow))
     x = rng.standard_normal((n, c, h, w)).astype(dtype)
-    V = np.empty((n * t, 16, c), dtype)
+    V = np.empty((16, n * t, c), dtype)
     _conv.wino_in(x, V, 0, n, p, (oh, ow))
-    v = rng.standard_normal((n * t, 16, c)).astype(dtype)
+    v = rng.standard_normal((16, n * t, c)).astype(dtype)
     gx = np.empty_like(x)
     _conv.wino_gin(v, gx, 0, n, p, (oh, ow))
     assert_close(np.vdot(V.astype(np.float64), v), np.vdot(x.astype(np.float64), gx),
                  dtype=dtype, scale=100)
 
-    m = rng.standard_normal((n * t, 16, o)).astype(dtype)
+    m = rng.standard_normal((16, n * t, o)).astype(dtype)
     y = np.empty((n, o, oh, ow), dtype)
     _conv.wino_out(m, y, None, 0, n, (h, w), p)
     g = rng.standard_normal(y.shape).astype(dtype)
-    gM = np.empty((n * t, 16, o), dtype)
+    gM = np.empty((16, n * t, o), dtype)
     _conv.wino_gout(g, gM, 0, n, (h, w), p)
     assert_close(np.vdot(y.astype(np.float64), g), np.vdot(m.astype(np.float64), gM),
                  dtype=dtype, scale=100)

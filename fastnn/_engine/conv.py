@@ -82,9 +82,23 @@ def chunks(lo, hi, per_image):
         yield a, min(hi, a + step)
 
 
+def point_blocks(bufs, name, rows, ch, dtype):
+    """A (16, rows, ch) Winograd array (src_c/fnn_wino.c) from ``bufs``.
+
+    Its 16 dense (rows, ch) point blocks start 256 bytes past a 4 KiB multiple
+    apart: a transform writes (or reads) all 16 at once, and blocks a 4 KiB
+    multiple apart would all map to the same L1 sets.
+    """
+    dtype = np.dtype(dtype)
+    isz = dtype.itemsize
+    step = -(-rows * ch * isz // 4096) * 4096 + 256
+    flat = bufs.get(name, (15 * step // isz + rows * ch,), dtype)
+    return np.lib.stride_tricks.as_strided(flat, (16, rows, ch), (step, ch * isz, isz))
+
+
 class ConvState:
     """What a conv's backward needs from its forward: the path taken, its saved
-    array (the (N, K, P) columns, or the (N * T, 16, C) transformed input tiles)
+    array (the (N, K, P) columns, or the (16, N * T, C) transformed input tiles)
     and, for Winograd, the transformed weight U (16, C, O)."""
 
     __slots__ = ("wino", "saved", "U", "direct")
@@ -101,7 +115,7 @@ def prepare(x, w, stride, padding, oh, ow, bufs):
         t = ((oh + 1) // 2) * ((ow + 1) // 2)
         U = bufs.get("wino_U", (16, c, o), x.dtype)
         _conv.wino_weight(w, U)
-        return ConvState(True, bufs.get("wino_V", (n * t, 16, c), x.dtype), U)
+        return ConvState(True, point_blocks(bufs, "wino_V", n * t, c, x.dtype), U)
     return ConvState(False, bufs.get("cols", (n, c * k[0] * k[1], oh * ow), x.dtype), None,
                       use_direct(k, stride, ow, x.dtype))
 
@@ -128,17 +142,16 @@ def forward_into(x, w, b, stride, padding, oh, ow, bufs, y, act, slope):
     longest = max(hi - lo for lo, hi in ranges)
     if st.wino:
         V, U = st.saved, st.U
-        t = V.shape[0] // n
-        Vt = V.transpose(1, 0, 2)
+        t = V.shape[1] // n
         per = 16 * max(c, o) * t
-        Ms = [bufs.get(f"wino_M{i}", (chunk_len(longest, per) * t, 16, o), x.dtype)
+        Ms = [point_blocks(bufs, f"wino_M{i}", chunk_len(longest, per) * t, o, x.dtype)
               for i in range(len(ranges))]
 
         def part(i, lo, hi):
             for a, e in chunks(lo, hi, per):
-                M = Ms[i][:(e - a) * t]
+                M = Ms[i][:, :(e - a) * t]
                 _conv.wino_in(x, V, a, e, padding, (oh, ow))
-                np.matmul(Vt[:, a * t:e * t], U, out=M.transpose(1, 0, 2))
+                np.matmul(V[:, a * t:e * t], U, out=M)
                 _conv.wino_out(M, y, b, a, e, x.shape[2:], padding)
                 if act != IDENTITY:
                     _conv.bias_act_nchw(y[a:e], None, act, slope, nt)
@@ -199,31 +212,33 @@ def backward_into(grad_y, y, x_shape, w, stride, padding, st, bufs, gw, gw_acc, 
 
     if st.wino:
         V, U = st.saved, st.U
-        t = V.shape[0] // n
-        Vt = V.transpose(1, 2, 0)      # (16, C, N * T)
-        Ut = U.transpose(0, 2, 1)      # (16, O, C)
+        t = V.shape[1] // n
+        Vt = V.transpose(0, 2, 1)      # (16, C, N * T)
+        if need_gx:   # a contiguous U^T: OpenBLAS runs gM @ U^T faster from it than from a view
+            Ut = bufs.get("wino_Ut", (16, o, c), dt)
+            np.copyto(Ut, U.transpose(0, 2, 1))
         per = 16 * max(c, o) * t
         rows = chunk_len(longest, per) * t
-        gMs = [bufs.get(f"wino_gM{i}", (rows, 16, o), dt) for i in range(nparts)]
-        dVs = [bufs.get(f"wino_dV{i}", (rows, 16, c), dt) for i in range(nparts)] if need_gx else None
+        gMs = [point_blocks(bufs, f"wino_gM{i}", rows, o, dt) for i in range(nparts)]
+        dVs = [point_blocks(bufs, f"wino_dV{i}", rows, c, dt)
+               for i in range(nparts)] if need_gx else None
         dUs = bufs.get("wino_dU", (nparts, 16, c, o), dt)
         tmps = [bufs.get(f"wino_dUc{i}", (16, c, o), dt) for i in range(nparts)]
 
         def part(i, lo, hi):
             dact(i, lo, hi)
             for a, e in chunks(lo, hi, per):
-                gM = gMs[i][:(e - a) * t]
-                gMt = gM.transpose(1, 0, 2)
+                gM = gMs[i][:, :(e - a) * t]
                 _conv.wino_gout(gt, gM, a, e, x_shape[2:], padding)
                 if need_gx:
-                    dV = dVs[i][:(e - a) * t]
-                    np.matmul(gMt, Ut, out=dV.transpose(1, 0, 2))
+                    dV = dVs[i][:, :(e - a) * t]
+                    np.matmul(gM, Ut, out=dV)
                     _conv.wino_gin(dV, gx, a, e, padding, (oh, ow))
                 # the chunk's weight gradient while its gM is in cache
                 if a == lo:
-                    np.matmul(Vt[:, :, a * t:e * t], gMt, out=dUs[i])
+                    np.matmul(Vt[:, :, a * t:e * t], gM, out=dUs[i])
                 else:
-                    np.matmul(Vt[:, :, a * t:e * t], gMt, out=tmps[i])
+                    np.matmul(Vt[:, :, a * t:e * t], gM, out=tmps[i])
                     dUs[i] += tmps[i]
 
         parallel.run(part, ranges)

@@ -74,17 +74,22 @@ cdef extern from "fastnn.h" nogil:
     void fnn_avgpool2d_backward_f64(const double *gy, double *gx, Py_ssize_t planes,
                                     const fnn_conv_geom *g, int count_include_pad)
 
-    int fnn_wino_in_f32(const float *x, float *V, Py_ssize_t nimg, Py_ssize_t C, const fnn_conv_geom *g)
-    int fnn_wino_in_f64(const double *x, double *V, Py_ssize_t nimg, Py_ssize_t C, const fnn_conv_geom *g)
+    int fnn_wino_in_f32(const float *x, float *V, Py_ssize_t nimg, Py_ssize_t C, Py_ssize_t ps,
+                        const fnn_conv_geom *g)
+    int fnn_wino_in_f64(const double *x, double *V, Py_ssize_t nimg, Py_ssize_t C, Py_ssize_t ps,
+                        const fnn_conv_geom *g)
     int fnn_wino_out_f32(const float *M, float *y, const float *bias, Py_ssize_t nimg, Py_ssize_t O,
-                         const fnn_conv_geom *g)
+                         Py_ssize_t ps, const fnn_conv_geom *g)
     int fnn_wino_out_f64(const double *M, double *y, const double *bias, Py_ssize_t nimg, Py_ssize_t O,
-                         const fnn_conv_geom *g)
-    int fnn_wino_gout_f32(const float *gy, float *gM, Py_ssize_t nimg, Py_ssize_t O, const fnn_conv_geom *g)
-    int fnn_wino_gout_f64(const double *gy, double *gM, Py_ssize_t nimg, Py_ssize_t O,
+                         Py_ssize_t ps, const fnn_conv_geom *g)
+    int fnn_wino_gout_f32(const float *gy, float *gM, Py_ssize_t nimg, Py_ssize_t O, Py_ssize_t ps,
                           const fnn_conv_geom *g)
-    int fnn_wino_gin_f32(const float *dV, float *gx, Py_ssize_t nimg, Py_ssize_t C, const fnn_conv_geom *g)
-    int fnn_wino_gin_f64(const double *dV, double *gx, Py_ssize_t nimg, Py_ssize_t C, const fnn_conv_geom *g)
+    int fnn_wino_gout_f64(const double *gy, double *gM, Py_ssize_t nimg, Py_ssize_t O, Py_ssize_t ps,
+                          const fnn_conv_geom *g)
+    int fnn_wino_gin_f32(const float *dV, float *gx, Py_ssize_t nimg, Py_ssize_t C, Py_ssize_t ps,
+                         const fnn_conv_geom *g)
+    int fnn_wino_gin_f64(const double *dV, double *gx, Py_ssize_t nimg, Py_ssize_t C, Py_ssize_t ps,
+                         const fnn_conv_geom *g)
     void fnn_wino_weight_f32(const float *w, float *U, Py_ssize_t O, Py_ssize_t C)
     void fnn_wino_weight_f64(const double *w, double *U, Py_ssize_t O, Py_ssize_t C)
     void fnn_wino_wgrad_f32(const float *dU, float *gw, Py_ssize_t O, Py_ssize_t C, int accumulate)
@@ -168,35 +173,35 @@ cdef inline void _avgpool_bwd(const floating *gy, floating *gx, Py_ssize_t plane
 
 
 cdef inline int _wino_in(const floating *x, floating *V, Py_ssize_t nimg, Py_ssize_t C,
-                         const fnn_conv_geom *g) noexcept nogil:
+                         Py_ssize_t ps, const fnn_conv_geom *g) noexcept nogil:
     if floating is float:
-        return fnn_wino_in_f32(x, V, nimg, C, g)
+        return fnn_wino_in_f32(x, V, nimg, C, ps, g)
     else:
-        return fnn_wino_in_f64(x, V, nimg, C, g)
+        return fnn_wino_in_f64(x, V, nimg, C, ps, g)
 
 
 cdef inline int _wino_out(const floating *M, floating *y, const floating *bias, Py_ssize_t nimg,
-                          Py_ssize_t O, const fnn_conv_geom *g) noexcept nogil:
+                          Py_ssize_t O, Py_ssize_t ps, const fnn_conv_geom *g) noexcept nogil:
     if floating is float:
-        return fnn_wino_out_f32(M, y, bias, nimg, O, g)
+        return fnn_wino_out_f32(M, y, bias, nimg, O, ps, g)
     else:
-        return fnn_wino_out_f64(M, y, bias, nimg, O, g)
+        return fnn_wino_out_f64(M, y, bias, nimg, O, ps, g)
 
 
 cdef inline int _wino_gout(const floating *gy, floating *gM, Py_ssize_t nimg, Py_ssize_t O,
-                           const fnn_conv_geom *g) noexcept nogil:
+                           Py_ssize_t ps, const fnn_conv_geom *g) noexcept nogil:
     if floating is float:
-        return fnn_wino_gout_f32(gy, gM, nimg, O, g)
+        return fnn_wino_gout_f32(gy, gM, nimg, O, ps, g)
     else:
-        return fnn_wino_gout_f64(gy, gM, nimg, O, g)
+        return fnn_wino_gout_f64(gy, gM, nimg, O, ps, g)
 
 
 cdef inline int _wino_gin(const floating *dV, floating *gx, Py_ssize_t nimg, Py_ssize_t C,
-                          const fnn_conv_geom *g) noexcept nogil:
+                          Py_ssize_t ps, const fnn_conv_geom *g) noexcept nogil:
     if floating is float:
-        return fnn_wino_gin_f32(dV, gx, nimg, C, g)
+        return fnn_wino_gin_f32(dV, gx, nimg, C, ps, g)
     else:
-        return fnn_wino_gin_f64(dV, gx, nimg, C, g)
+        return fnn_wino_gin_f64(dV, gx, nimg, C, ps, g)
 
 
 cdef inline void _wino_weight(const floating *w, floating *U, Py_ssize_t O,
@@ -558,10 +563,11 @@ def avg_pool2d_backward(cnp.ndarray gy, cnp.ndarray gx, tuple k, tuple s, tuple 
 
 # -- Winograd F(2x2, 3x3) transforms (src_c/fnn_wino.c has the maths and layouts) ----------
 # Each works on the images [n0, n1) of its NCHW argument, on the calling thread.
-# V / M / gM / dV are C-contiguous (R, 16, channels) arrays, one row per tile (T
-# tiles per image, images in order): V holds the whole batch (R = N * T) and is
-# indexed from image n0; the chunk arrays M, gM, dV (R = (n1 - n0) * T) from
-# their start.
+# V / M / gM / dV are (16, R, channels) arrays whose (R, channels) blocks are
+# C-contiguous (the 16 blocks may lie further apart: a leading slice of a larger
+# buffer), one row per tile (T tiles per image, images in order): V holds the
+# whole batch (R = N * T) and is indexed from image n0; the chunk arrays M, gM,
+# dV (R >= (n1 - n0) * T) from their start.
 
 cdef fnn_conv_geom _wgeom(tuple hw, tuple p, tuple ohw):
     return _geom(hw[0], hw[1], (3, 3), (1, 1), p, ohw[0], ohw[1])
@@ -576,14 +582,19 @@ cdef inline Py_ssize_t _tiles(const fnn_conv_geom *g) noexcept nogil:
     return ((g.oh + 1) // 2) * ((g.ow + 1) // 2)
 
 
+cdef inline Py_ssize_t _points(cnp.ndarray a):
+    """Elements between a transform array's 16 point blocks."""
+    return cnp.PyArray_STRIDE(a, 0) // cnp.PyArray_ITEMSIZE(a)
+
+
 cdef int _wino_in_images(const floating *x, floating *V, Py_ssize_t n0, Py_ssize_t n1,
-                         Py_ssize_t Cn, const fnn_conv_geom *g) noexcept nogil:
-    return _wino_in(x + n0 * Cn * g.h * g.w, V + n0 * _tiles(g) * 16 * Cn, n1 - n0, Cn, g)
+                         Py_ssize_t Cn, Py_ssize_t ps, const fnn_conv_geom *g) noexcept nogil:
+    return _wino_in(x + n0 * Cn * g.h * g.w, V + n0 * _tiles(g) * Cn, n1 - n0, Cn, ps, g)
 
 
 def wino_in(cnp.ndarray x, cnp.ndarray V, Py_ssize_t n0, Py_ssize_t n1, tuple p, tuple ohw):
-    """V[n0*T:n1*T] <- B^T d B of the 4x4 input tiles of images x[n0:n1]."""
-    cdef Py_ssize_t Cn = cnp.PyArray_DIM(x, 1)
+    """V[:, n0*T:n1*T] <- B^T d B of the 4x4 input tiles of images x[n0:n1]."""
+    cdef Py_ssize_t Cn = cnp.PyArray_DIM(x, 1), ps = _points(V)
     cdef fnn_conv_geom g = _wgeom((cnp.PyArray_DIM(x, 2), cnp.PyArray_DIM(x, 3)), p, ohw)
     cdef void *xp = cnp.PyArray_DATA(x)
     cdef void *vp = cnp.PyArray_DATA(V)
@@ -591,21 +602,22 @@ def wino_in(cnp.ndarray x, cnp.ndarray V, Py_ssize_t n0, Py_ssize_t n1, tuple p,
     cdef int rc
     with nogil:
         if f64:
-            rc = _wino_in_images(<const double *>xp, <double *>vp, n0, n1, Cn, &g)
+            rc = _wino_in_images(<const double *>xp, <double *>vp, n0, n1, Cn, ps, &g)
         else:
-            rc = _wino_in_images(<const float *>xp, <float *>vp, n0, n1, Cn, &g)
+            rc = _wino_in_images(<const float *>xp, <float *>vp, n0, n1, Cn, ps, &g)
     _wcheck(rc)
 
 
 cdef int _wino_out_images(const floating *M, floating *y, const floating *bias, Py_ssize_t n0,
-                          Py_ssize_t n1, Py_ssize_t O, const fnn_conv_geom *g) noexcept nogil:
-    return _wino_out(M, y + n0 * O * g.oh * g.ow, bias, n1 - n0, O, g)
+                          Py_ssize_t n1, Py_ssize_t O, Py_ssize_t ps,
+                          const fnn_conv_geom *g) noexcept nogil:
+    return _wino_out(M, y + n0 * O * g.oh * g.ow, bias, n1 - n0, O, ps, g)
 
 
 def wino_out(cnp.ndarray M, cnp.ndarray y, object bias, Py_ssize_t n0, Py_ssize_t n1, tuple hw,
              tuple p):
-    """y[n0:n1] <- A^T M A (+ bias) from the chunk's M ((n1 - n0) * T, 16, O)."""
-    cdef Py_ssize_t O = cnp.PyArray_DIM(y, 1)
+    """y[n0:n1] <- A^T M A (+ bias) from the chunk's M (16, (n1 - n0) * T, O)."""
+    cdef Py_ssize_t O = cnp.PyArray_DIM(y, 1), ps = _points(M)
     cdef fnn_conv_geom g = _wgeom(hw, p, (cnp.PyArray_DIM(y, 2), cnp.PyArray_DIM(y, 3)))
     cdef void *mp = cnp.PyArray_DATA(M)
     cdef void *yp = cnp.PyArray_DATA(y)
@@ -615,22 +627,22 @@ def wino_out(cnp.ndarray M, cnp.ndarray y, object bias, Py_ssize_t n0, Py_ssize_
     with nogil:
         if f64:
             rc = _wino_out_images(<const double *>mp, <double *>yp, <const double *>bp, n0, n1,
-                                  O, &g)
+                                  O, ps, &g)
         else:
             rc = _wino_out_images(<const float *>mp, <float *>yp, <const float *>bp, n0, n1,
-                                  O, &g)
+                                  O, ps, &g)
     _wcheck(rc)
 
 
 cdef int _wino_gout_images(const floating *gy, floating *gM, Py_ssize_t n0, Py_ssize_t n1,
-                           Py_ssize_t O, const fnn_conv_geom *g) noexcept nogil:
-    return _wino_gout(gy + n0 * O * g.oh * g.ow, gM, n1 - n0, O, g)
+                           Py_ssize_t O, Py_ssize_t ps, const fnn_conv_geom *g) noexcept nogil:
+    return _wino_gout(gy + n0 * O * g.oh * g.ow, gM, n1 - n0, O, ps, g)
 
 
 def wino_gout(cnp.ndarray gy, cnp.ndarray gM, Py_ssize_t n0, Py_ssize_t n1, tuple hw, tuple p):
-    """The chunk's gM ((n1 - n0) * T, 16, O) <- A g A^T of the 2x2 output-gradient
+    """The chunk's gM (16, (n1 - n0) * T, O) <- A g A^T of the 2x2 output-gradient
     tiles of gy[n0:n1]."""
-    cdef Py_ssize_t O = cnp.PyArray_DIM(gy, 1)
+    cdef Py_ssize_t O = cnp.PyArray_DIM(gy, 1), ps = _points(gM)
     cdef fnn_conv_geom g = _wgeom(hw, p, (cnp.PyArray_DIM(gy, 2), cnp.PyArray_DIM(gy, 3)))
     cdef void *gp = cnp.PyArray_DATA(gy)
     cdef void *mp = cnp.PyArray_DATA(gM)
@@ -638,20 +650,20 @@ def wino_gout(cnp.ndarray gy, cnp.ndarray gM, Py_ssize_t n0, Py_ssize_t n1, tupl
     cdef int rc
     with nogil:
         if f64:
-            rc = _wino_gout_images(<const double *>gp, <double *>mp, n0, n1, O, &g)
+            rc = _wino_gout_images(<const double *>gp, <double *>mp, n0, n1, O, ps, &g)
         else:
-            rc = _wino_gout_images(<const float *>gp, <float *>mp, n0, n1, O, &g)
+            rc = _wino_gout_images(<const float *>gp, <float *>mp, n0, n1, O, ps, &g)
     _wcheck(rc)
 
 
 cdef int _wino_gin_images(const floating *dV, floating *gx, Py_ssize_t n0, Py_ssize_t n1,
-                          Py_ssize_t Cn, const fnn_conv_geom *g) noexcept nogil:
-    return _wino_gin(dV, gx + n0 * Cn * g.h * g.w, n1 - n0, Cn, g)
+                          Py_ssize_t Cn, Py_ssize_t ps, const fnn_conv_geom *g) noexcept nogil:
+    return _wino_gin(dV, gx + n0 * Cn * g.h * g.w, n1 - n0, Cn, ps, g)
 
 
 def wino_gin(cnp.ndarray dV, cnp.ndarray gx, Py_ssize_t n0, Py_ssize_t n1, tuple p, tuple ohw):
-    """gx[n0:n1] <- sum of B dV B^T over tiles, from the chunk's dV ((n1 - n0) * T, 16, C)."""
-    cdef Py_ssize_t Cn = cnp.PyArray_DIM(gx, 1)
+    """gx[n0:n1] <- sum of B dV B^T over tiles, from the chunk's dV (16, (n1 - n0) * T, C)."""
+    cdef Py_ssize_t Cn = cnp.PyArray_DIM(gx, 1), ps = _points(dV)
     cdef fnn_conv_geom g = _wgeom((cnp.PyArray_DIM(gx, 2), cnp.PyArray_DIM(gx, 3)), p, ohw)
     cdef void *vp = cnp.PyArray_DATA(dV)
     cdef void *xp = cnp.PyArray_DATA(gx)
@@ -659,9 +671,9 @@ def wino_gin(cnp.ndarray dV, cnp.ndarray gx, Py_ssize_t n0, Py_ssize_t n1, tuple
     cdef int rc
     with nogil:
         if f64:
-            rc = _wino_gin_images(<const double *>vp, <double *>xp, n0, n1, Cn, &g)
+            rc = _wino_gin_images(<const double *>vp, <double *>xp, n0, n1, Cn, ps, &g)
         else:
-            rc = _wino_gin_images(<const float *>vp, <float *>xp, n0, n1, Cn, &g)
+            rc = _wino_gin_images(<const float *>vp, <float *>xp, n0, n1, Cn, ps, &g)
     _wcheck(rc)
 
 
