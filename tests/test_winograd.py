@@ -113,6 +113,9 @@ TRANSFORM_GEOMS = [  # (H, W, padding): odd, even, tiny, wide (vector loops + re
 ]
 TRANSFORM_IDS = [f"{h}x{w}_p{p[0]}{p[1]}" for h, w, p in TRANSFORM_GEOMS]
 N_IMG, N0, N1 = 4, 1, 3  # the kernels work on images [N0, N1) of N_IMG
+# channel counts: a few, and enough for full 64-byte transpose blocks (16 floats,
+# 8 doubles) plus a remainder; the 9x41 and 5x38 planes give full blocks along W
+CHANNELS = pytest.mark.parametrize("ch", [3, 18], ids=["ch3", "ch18"])
 
 
 def _nan_outside(a, axis):
@@ -140,10 +143,11 @@ def _padded(rows, ch, dtype, extra=3):
 
 
 @pytest.mark.parametrize("h, w, p", TRANSFORM_GEOMS, ids=TRANSFORM_IDS)
-def test_wino_in_matches_numpy(h, w, p, dtype, rng, assert_close):
+@CHANNELS
+def test_wino_in_matches_numpy(h, w, p, ch, dtype, rng, assert_close):
     """V's rows of images [n0, n1) = B^T d B per tile of the padded input; other
     images' rows untouched and the input images outside [n0, n1) not read."""
-    c = 3
+    c = ch
     oh, ow = _out_hw(h, w, p)
     t = np.prod(_tiles(oh, ow))
     x = rng.standard_normal((N_IMG, c, h, w)).astype(dtype)
@@ -160,10 +164,11 @@ def test_wino_in_matches_numpy(h, w, p, dtype, rng, assert_close):
 
 @pytest.mark.parametrize("h, w, p", TRANSFORM_GEOMS, ids=TRANSFORM_IDS)
 @pytest.mark.parametrize("with_bias", [True, False], ids=["bias", "nobias"])
-def test_wino_out_matches_numpy(h, w, p, with_bias, dtype, rng, assert_close):
+@CHANNELS
+def test_wino_out_matches_numpy(h, w, p, with_bias, ch, dtype, rng, assert_close):
     """y[n0:n1] = A^T m A + bias per tile from the chunk's M, clipped to OH x OW;
     other images untouched."""
-    o = 2
+    o = ch
     oh, ow = _out_hw(h, w, p)
     th, tw = _tiles(oh, ow)
     buf = rng.standard_normal((16, (N1 - N0) * th * tw + 3, o)).astype(dtype)
@@ -177,10 +182,11 @@ def test_wino_out_matches_numpy(h, w, p, with_bias, dtype, rng, assert_close):
 
 
 @pytest.mark.parametrize("h, w, p", TRANSFORM_GEOMS, ids=TRANSFORM_IDS)
-def test_wino_gout_matches_numpy(h, w, p, dtype, rng, assert_close):
+@CHANNELS
+def test_wino_gout_matches_numpy(h, w, p, ch, dtype, rng, assert_close):
     """The chunk's gM = A g A^T of the zero-padded 2x2 output-gradient tiles of
     images [n0, n1), every entry written; gy outside [n0, n1) not read."""
-    o = 2
+    o = ch
     oh, ow = _out_hw(h, w, p)
     t = np.prod(_tiles(oh, ow))
     gy = rng.standard_normal((N_IMG, o, oh, ow)).astype(dtype)
@@ -194,10 +200,11 @@ def test_wino_gout_matches_numpy(h, w, p, dtype, rng, assert_close):
 
 
 @pytest.mark.parametrize("h, w, p", TRANSFORM_GEOMS, ids=TRANSFORM_IDS)
-def test_wino_gin_matches_numpy(h, w, p, dtype, rng, assert_close):
+@CHANNELS
+def test_wino_gin_matches_numpy(h, w, p, ch, dtype, rng, assert_close):
     """gx[n0:n1] = sum of B dv B^T scattered into the padded plane and cropped
     (overwriting gx); other images untouched."""
-    c = 3
+    c = ch
     oh, ow = _out_hw(h, w, p)
     th, tw = _tiles(oh, ow)
     buf = rng.standard_normal((16, (N1 - N0) * th * tw + 3, c)).astype(dtype)
