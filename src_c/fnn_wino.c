@@ -56,33 +56,30 @@
 typedef float wino_vf __attribute__((vector_size(64)));
 typedef double wino_vd __attribute__((vector_size(64)));
 #define WINO_ZIP_F32(a, b, r0, r1) do {                                                      \
-        r0 = __builtin_shufflevector(a, b, 0, 16, 1, 17, 2, 18, 3, 19, 4, 20, 5, 21, 6, 22, 7, 23); \
-        r1 = __builtin_shufflevector(a, b, 8, 24, 9, 25, 10, 26, 11, 27, 12, 28, 13, 29, 14, 30, \
-                                     15, 31);                                                \
+        r0 = __builtin_shufflevector(a, b, 0, 16, 1, 17, 2, 18, 3, 19, 4, 20, 5, 21, 6, 22,  \
+                                     7, 23);                                                 \
+        r1 = __builtin_shufflevector(a, b, 8, 24, 9, 25, 10, 26, 11, 27, 12, 28, 13, 29, 14, \
+                                     30, 15, 31);                                            \
     } while (0)
 #define WINO_ZIP_F64(a, b, r0, r1) do {                                                      \
         r0 = __builtin_shufflevector(a, b, 0, 8, 1, 9, 2, 10, 3, 11);                        \
         r1 = __builtin_shufflevector(a, b, 4, 12, 5, 13, 6, 14, 7, 15);                      \
     } while (0)
 /* always_inline: compiled inside each FNN_CLONES transform, for its instruction set */
-#define DEFINE_WINO_BLOCK(T, V, SUF, B, ZIP)                                                 \
-static inline __attribute__((always_inline)) void wino_block_##SUF(const T *restrict s, ptrdiff_t ss, T *restrict d,        \
-                                    ptrdiff_t ds)                                            \
+#define DEFINE_WINO_BLOCK(T, V, SUF, B, ROUNDS, ZIP)                                         \
+static inline __attribute__((always_inline)) void                                            \
+wino_block_##SUF(const T *restrict s, ptrdiff_t ss, T *restrict d, ptrdiff_t ds)            \
 {                                                                                           \
     V r[B], o[B];                                                                            \
     for (int i = 0; i < B; i++) memcpy(&r[i], s + i * ss, sizeof(V));                        \
-    for (int round = 0; round < (B == 16 ? 2 : 1); round++) {                                \
-        for (int i = 0; i < B / 2; i++) ZIP(r[i], r[i + B / 2], o[2 * i], o[2 * i + 1]);     \
-        for (int i = 0; i < B / 2; i++) ZIP(o[i], o[i + B / 2], r[2 * i], r[2 * i + 1]);     \
-    }                                                                                        \
-    if (B == 8) { /* three rounds: one more */                                              \
+    for (int round = 0; round < ROUNDS; round++) {                                           \
         for (int i = 0; i < B / 2; i++) ZIP(r[i], r[i + B / 2], o[2 * i], o[2 * i + 1]);     \
         for (int i = 0; i < B; i++) r[i] = o[i];                                             \
     }                                                                                        \
     for (int j = 0; j < B; j++) memcpy(d + j * ds, &r[j], sizeof(V));                        \
 }
-DEFINE_WINO_BLOCK(float, wino_vf, f32, 16, WINO_ZIP_F32)
-DEFINE_WINO_BLOCK(double, wino_vd, f64, 8, WINO_ZIP_F64)
+DEFINE_WINO_BLOCK(float, wino_vf, f32, 16, 4, WINO_ZIP_F32)
+DEFINE_WINO_BLOCK(double, wino_vd, f64, 8, 3, WINO_ZIP_F64)
 #define WINO_BLOCK(SUF, s, ss, d, ds) wino_block_##SUF(s, ss, d, ds)
 #define WINO_B(T) ((ptrdiff_t)(64 / sizeof(T)))
 #else
@@ -111,18 +108,18 @@ DEFINE_WINO_TRANSPOSE(double, f64)
 #define DEFINE_WINO(T, SUF)                                                                  \
 /* P (rows x cols x C, channels last) <- plane x (C x H x W) at row / column offset */       \
 /* (ph, pw); the rest of P is left as it is. */                                             \
-static inline __attribute__((always_inline)) void wino_to_hwc_##SUF(const T *restrict x, T *restrict P, ptrdiff_t C,        \
-                                     ptrdiff_t H, ptrdiff_t W, ptrdiff_t cols,                \
-                                     ptrdiff_t ph, ptrdiff_t pw)                             \
+static inline __attribute__((always_inline)) void                                            \
+wino_to_hwc_##SUF(const T *restrict x, T *restrict P, ptrdiff_t C, ptrdiff_t H, ptrdiff_t W,  \
+                  ptrdiff_t cols, ptrdiff_t ph, ptrdiff_t pw)                                \
 {                                                                                           \
     for (ptrdiff_t h = 0; h < H; h++)                                                        \
         wino_transpose_##SUF(x + h * W, H * W, C, W, P + ((h + ph) * cols + pw) * C, C);     \
 }                                                                                           \
                                                                                             \
 /* x (C x H x W) <- the (H x W) window of P at offset (ph, pw) */                            \
-static inline __attribute__((always_inline)) void wino_from_hwc_##SUF(const T *restrict P, T *restrict x, ptrdiff_t C,      \
-                                       ptrdiff_t H, ptrdiff_t W, ptrdiff_t cols,              \
-                                       ptrdiff_t ph, ptrdiff_t pw)                           \
+static inline __attribute__((always_inline)) void                                            \
+wino_from_hwc_##SUF(const T *restrict P, T *restrict x, ptrdiff_t C, ptrdiff_t H, ptrdiff_t W, \
+                    ptrdiff_t cols, ptrdiff_t ph, ptrdiff_t pw)                              \
 {                                                                                           \
     for (ptrdiff_t h = 0; h < H; h++)                                                        \
         wino_transpose_##SUF(P + ((h + ph) * cols + pw) * C, C, W, C, x + h * W, H * W);     \
