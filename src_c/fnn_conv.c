@@ -36,6 +36,7 @@
 #include "fnn_act.h"
 
 #define DIRECT_OB 4  /* output channels per register block of fnn_conv_direct */
+#define FNN_POOL2_BUF 1024  /* elements of the 2x2 max-pool block buffers (stack, 8 KiB for doubles) */
 
 /* Output positions o in [*lo, *hi) read input index o*s + off inside [0, L). */
 static inline void fnn_valid_range(ptrdiff_t L, ptrdiff_t O, ptrdiff_t s, ptrdiff_t off,
@@ -211,37 +212,60 @@ static inline void fnn_pool_take_##SUF(T v, ptrdiff_t i, T *m, ptrdiff_t *mi)   
     *mi = take ? i : *mi;                                                                   \
 }                                                                                           \
                                                                                             \
+/* The 2x2 / stride-2 case with an even W, a block of row pairs at a time, in two   \
+ * flat loops that GCC vectorizes (rows of a few outputs do not fill a vector):   \
+ * each column's winner of its two rows into v / vi (in-plane index), then each      \
+ * output's winner of its two columns.  Same rule as fnn_pool_take: the max with the   \
+ * lowest index, or the NaN with the highest. */                                     \
+FNN_ROW void fnn_pool2_block_##SUF(const T *restrict x, T *restrict y, int32_t *restrict idx, \
+                                  ptrdiff_t j0, ptrdiff_t j1, ptrdiff_t H, ptrdiff_t W,     \
+                                  ptrdiff_t OH, T *restrict v, int32_t *restrict vi)         \
+{                                                                                           \
+    const ptrdiff_t OW = W / 2;                                                             \
+    for (ptrdiff_t j = j0; j < j1; j++) {                                                   \
+        const ptrdiff_t q = j / OH, oh = j - q * OH;                                        \
+        const T *restrict r0 = x + q * H * W + 2 * oh * W, *restrict r1 = r0 + W;           \
+        T *restrict vr = v + (j - j0) * W;                                                  \
+        int32_t *restrict ir = vi + (j - j0) * W;                                           \
+        const int32_t i0 = (int32_t)(2 * oh * W), i1 = (int32_t)((2 * oh + 1) * W);         \
+        for (ptrdiff_t w = 0; w < W; w++) {                                                 \
+            T a = r0[w], c = r1[w];                                                         \
+            int t = (c > a) | (c != c);                                                     \
+            vr[w] = t ? c : a;                                                              \
+            ir[w] = (t ? i1 : i0) + (int32_t)w;                                             \
+        }                                                                                   \
+    }                                                                                       \
+    T *restrict yb = y + j0 * OW;                                                           \
+    int32_t *restrict ib = idx + j0 * OW;                                                   \
+    for (ptrdiff_t e = 0; e < (j1 - j0) * OW; e++) {                                        \
+        T m0 = v[2 * e], m1 = v[2 * e + 1];                                                 \
+        int32_t k0 = vi[2 * e], k1 = vi[2 * e + 1];                                         \
+        int n0 = m0 != m0, n1 = m1 != m1;                                                   \
+        int t = n1 ? ((!n0) | (k1 > k0)) : ((!n0) & ((m1 > m0) | ((m1 == m0) & (k1 < k0)))); \
+        yb[e] = t ? m1 : m0;                                                                \
+        ib[e] = t ? k1 : k0;                                                                \
+    }                                                                                       \
+}                                                                                           \
+                                                                                            \
 FNN_CLONES void fnn_maxpool2d_##SUF(const T *x, T *y, int32_t *idx, ptrdiff_t planes,       \
                                     const fnn_conv_geom *g)                                 \
 {                                                                                           \
     const ptrdiff_t H = g->h, W = g->w, OH = g->oh, OW = g->ow;                             \
     const int k2s2 = g->kh == 2 && g->kw == 2 && g->sh == 2 && g->sw == 2                   \
                      && g->ph == 0 && g->pw == 0;                                           \
+    if (k2s2 && W % 2 == 0 && W <= FNN_POOL2_BUF) {                                          \
+        T v[FNN_POOL2_BUF];                                                                 \
+        int32_t vi[FNN_POOL2_BUF];                                                          \
+        const ptrdiff_t rows = planes * OH, block = FNN_POOL2_BUF / W;                      \
+        for (ptrdiff_t j = 0; j < rows; j += block)                                         \
+            fnn_pool2_block_##SUF(x, y, idx, j, j + block < rows ? j + block : rows, H, W,  \
+                                  OH, v, vi);                                               \
+        return;                                                                             \
+    }                                                                                       \
     for (ptrdiff_t q = 0; q < planes; q++) {                                                \
         const T *xp = x + q * H * W;                                                        \
         T *yp = y + q * OH * OW;                                                            \
         int32_t *ip = idx + q * OH * OW;                                                    \
-        if (k2s2) {                                                                         \
-            /* the common 2x2 / stride 2 case: one vectorizable loop per output row */     \
-            for (ptrdiff_t oh = 0; oh < OH; oh++) {                                         \
-                const T *r0 = xp + 2 * oh * W, *r1 = r0 + W;                                \
-                T *yr = yp + oh * OW;                                                       \
-                int32_t *ir = ip + oh * OW;                                                 \
-                const int32_t base = (int32_t)(2 * oh * W);                                 \
-                for (ptrdiff_t ow = 0; ow < OW; ow++) {                                     \
-                    T a = r0[2 * ow], b = r0[2 * ow + 1], c = r1[2 * ow], d = r1[2 * ow + 1]; \
-                    int32_t i0 = base + (int32_t)(2 * ow);                                  \
-                    T m = a;                                                                \
-                    int32_t mi = i0;                                                        \
-                    int t = (b > m) | (b != b); m = t ? b : m; mi = t ? i0 + 1 : mi;        \
-                    t = (c > m) | (c != c); m = t ? c : m; mi = t ? i0 + (int32_t)W : mi;   \
-                    t = (d > m) | (d != d); m = t ? d : m; mi = t ? i0 + (int32_t)W + 1 : mi; \
-                    yr[ow] = m;                                                             \
-                    ir[ow] = mi;                                                            \
-                }                                                                           \
-            }                                                                               \
-            continue;                                                                       \
-        }                                                                                   \
         for (ptrdiff_t oh = 0; oh < OH; oh++) {                                             \
             ptrdiff_t h0 = oh * g->sh - g->ph, hs = h0 < 0 ? 0 : h0;                        \
             ptrdiff_t he = h0 + g->kh < H ? h0 + g->kh : H;                                 \

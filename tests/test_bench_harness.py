@@ -66,7 +66,9 @@ def test_samples_are_back_to_back_calls_equal_for_every_implementation(monkeypat
     rec = harness.run_workload(wl, impls, 1, repeats=3)
     # the fastest call (~2 ms) sets the sample length: the cap of back-to-back calls
     assert rec["calls_per_sample"] == harness.MAX_CALLS_PER_SAMPLE
+    # and the untimed warm-up calls before each sample (WARM_S of the fastest, capped)
+    assert rec["warm_calls"] == harness.MAX_CALLS_PER_SAMPLE
     # every implementation ran the same number of calls (checks compare states after them)
-    assert impls["fast"].calls == impls["slow"].calls == 1 + 1 + 3 * harness.MAX_CALLS_PER_SAMPLE
+    assert impls["fast"].calls == impls["slow"].calls == 1 + 1 + 3 * 2 * harness.MAX_CALLS_PER_SAMPLE
     # times are per call (>= the sleep), not per sample (>= 8 sleeps)
     assert 2 <= rec["ms"]["fast"] < 0.9 * 8 * 2 and 20 <= rec["ms"]["slow"] < 0.9 * 8 * 20

@@ -157,6 +157,38 @@ def test_avg_pool_matches_numpy(k, s, p, count_include_pad, dtype, n_threads, rn
     assert_close(np.vdot(y.astype(np.float64), gy), np.vdot(x.astype(np.float64), gx), dtype=dtype, scale=100)
 
 
+def ref_max_pool_argmax(x, k, s):
+    """Max pooling (no padding) with torch's rule, window by window in row-major order:
+    an element wins if it is greater than the current max or is NaN (so the first
+    maximum wins, and the last NaN)."""
+    n, c, h, w = x.shape
+    oh, ow = (h - k[0]) // s[0] + 1, (w - k[1]) // s[1] + 1
+    y = np.empty((n, c, oh, ow), x.dtype)
+    idx = np.empty((n, c, oh, ow), np.int64)
+    for a, b, i, j in np.ndindex(n, c, oh, ow):
+        m, mi = -np.inf, None
+        for u in range(i * s[0], i * s[0] + k[0]):
+            for v in range(j * s[1], j * s[1] + k[1]):
+                e = x[a, b, u, v]
+                if mi is None or e > m or e != e:
+                    m, mi = e, u * w + v
+        y[a, b, i, j], idx[a, b, i, j] = m, mi
+    return y, idx
+
+
+@pytest.mark.parametrize("shape", [(2, 3, 8, 8), (1, 2, 7, 12), (1, 1, 5, 1024), (1, 1, 3, 2050),
+                                   (2, 2, 6, 7)])
+def test_max_pool_2x2_ties_and_nans_follow_torchs_rule(shape, dtype, n_threads, rng):
+    # few distinct values (ties in most windows) and NaNs; even widths take the
+    # two-pass block path (widths over its buffer and odd widths the general loop)
+    x = rng.integers(0, 3, shape).astype(dtype)
+    x[rng.random(shape) < 0.15] = np.nan
+    y, idx = ops.max_pool2d(x, 2, return_indices=True)
+    ry, ridx = ref_max_pool_argmax(x, (2, 2), (2, 2))
+    np.testing.assert_array_equal(y, ry)
+    np.testing.assert_array_equal(idx, ridx)
+
+
 def test_max_pool_propagates_nan():
     x = np.zeros((1, 1, 4, 4), np.float32)
     x[0, 0, 1, 1] = np.nan

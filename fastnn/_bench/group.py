@@ -70,7 +70,7 @@ class GroupImpl(Impl):
             if status == "unavailable":
                 raise Unavailable(payload)
             raise RuntimeError(f"{name} ({ranks} ranks, {backend}) could not start: {payload}")
-        super().__init__(lambda: self._call("run", 1), lambda: self._call("result"), label=name)
+        super().__init__(lambda: self._call("run", 1, 0), lambda: self._call("result"), label=name)
 
     def _reply(self):
         line = self._lead.stdout.readline()
@@ -86,9 +86,9 @@ class GroupImpl(Impl):
             raise RuntimeError(f"{self.label} (ranks): {payload}")
         return payload
 
-    def run_timed(self, times=1):
-        self.calls += times
-        return self._call("run", times)
+    def run_timed(self, times=1, warm=0):
+        self.calls += warm + times
+        return self._call("run", times, warm)
 
     def close(self):
         procs, self._procs = getattr(self, "_procs", []), []
@@ -178,6 +178,8 @@ def _serve(factory, name, backend):
         if msg[0] == "close":
             return
         if msg[0] == "run":
+            for _ in range(msg[2]):
+                impl.run()
             group.barrier()
             t0 = time.perf_counter()
             for _ in range(msg[1]):

@@ -24,7 +24,7 @@ from contextlib import contextmanager
 
 import numpy as np
 
-__all__ = ["SETTLE_S", "Unavailable", "Impl", "RemoteImpl", "torch_module", "require_sklearn",
+__all__ = ["SETTLE_S", "WARM_S", "Unavailable", "Impl", "RemoteImpl", "torch_module", "require_sklearn",
            "thread_limit", "set_threads", "assert_close", "check_layer_step", "Workload",
            "COLUMNS", "column", "build_impls", "close_impls", "run_workload"]
 
@@ -35,6 +35,12 @@ SETTLE_S = 0.05   # untimed pause between implementations (see run_workload)
 # on cores that the VM has let idle, up to 2x slower than the same call inside a loop.
 SAMPLE_S = 0.1
 MAX_CALLS_PER_SAMPLE = 8
+# Each sample follows this long of untimed calls (the same count for every
+# implementation, set by the fastest): after the settle pause the VM runs the first
+# ~25 ms of calls up to 1.6x slower (measured on the 2-core VM, LeNet step: calls
+# 1-3 after a 50 ms pause 7.7 ms, from the 5th on 5.1-5.3 ms), more so for the
+# faster implementation, whose sample is shorter.  A training loop runs steady.
+WARM_S = 0.04
 
 
 class Unavailable(Exception):
@@ -54,8 +60,10 @@ class Impl:
         self.calls += 1
         return self._run()
 
-    def run_timed(self, times=1):
-        """Seconds for ``times`` calls of run() back to back."""
+    def run_timed(self, times=1, warm=0):
+        """Seconds for ``times`` calls of run() back to back, after ``warm`` untimed calls."""
+        for _ in range(warm):
+            self.run()
         t0 = time.perf_counter()
         for _ in range(times):
             self.run()
@@ -107,12 +115,13 @@ class RemoteImpl(Impl):
         return payload
 
     def _remote_run(self):
-        self._call("run", 1)
+        self._call("run", 1, 0)
 
-    def run_timed(self, times=1):
-        """Seconds for ``times`` back-to-back calls, measured in the child around them."""
-        self.calls += times
-        return self._call("run", times)
+    def run_timed(self, times=1, warm=0):
+        """Seconds for ``times`` back-to-back calls after ``warm`` untimed ones, measured
+        in the child around the timed calls."""
+        self.calls += warm + times
+        return self._call("run", times, warm)
 
     def _remote_result(self):
         return self._call("result")
@@ -161,7 +170,7 @@ def _remote_main(conn, factory, name):
         cmd = msg[0]
         try:
             if cmd == "run":
-                conn.send(("ok", impl.run_timed(msg[1])))
+                conn.send(("ok", impl.run_timed(msg[1], msg[2])))
             elif cmd == "result":
                 conn.send(("ok", impl.result()))
             elif cmd == "threads":
@@ -341,6 +350,7 @@ def run_workload(wl, impls, n_threads, repeats=None, warmup=1):
                 impls[k].run()
         fastest = min(impls[k].run_timed(1) for k in names)   # one more call each: equal counts
         per_sample = max(1, min(MAX_CALLS_PER_SAMPLE, math.ceil(SAMPLE_S / max(fastest, 1e-9))))
+        warm = min(MAX_CALLS_PER_SAMPLE, math.ceil(WARM_S / max(fastest, 1e-9)))
         gc_was_enabled = gc.isenabled()
         try:
             for r in range(repeats):
@@ -353,7 +363,7 @@ def run_workload(wl, impls, n_threads, repeats=None, warmup=1):
                     # each keep their runtime's default wait policy.
                     time.sleep(SETTLE_S)
                     gc.disable()
-                    times[k].append(impls[k].run_timed(per_sample) / per_sample)
+                    times[k].append(impls[k].run_timed(per_sample, warm) / per_sample)
                     if gc_was_enabled:
                         gc.enable()
         finally:
@@ -377,6 +387,7 @@ def run_workload(wl, impls, n_threads, repeats=None, warmup=1):
     f = cols.get("fastnn")
     speedup = {c: cols[c] / f for c in COLUMNS[1:] if c in cols and f}
     return {"workload": wl.name, "title": wl.title, "threads": n_threads,
-            "unit": wl.unit, "repeats": repeats, "calls_per_sample": per_sample, "ms": ms, "columns_ms": cols,
+            "unit": wl.unit, "repeats": repeats, "calls_per_sample": per_sample,
+            "warm_calls": warm, "ms": ms, "columns_ms": cols,
             "speedup": speedup, "times_s": times, "metrics": metrics, "extra": text,
             "check": "ok" if not failures else "FAILED: " + " | ".join(failures)}
