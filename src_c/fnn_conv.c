@@ -68,7 +68,7 @@ FNN_CLONES void fnn_im2col_##SUF(const T *restrict x, T *restrict cols, ptrdiff_
                 T *d = dst + oh * OW;                                                       \
                 for (ptrdiff_t ow = 0; ow < wlo; ow++) d[ow] = 0;                           \
                 if (sw == 1)                                                                \
-                    for (ptrdiff_t ow = wlo; ow < whi; ow++) d[ow] = src[ow];               \
+                    fnn_copy_row(d + wlo, src + wlo, (size_t)(whi - wlo) * sizeof(T));      \
                 else                                                                        \
                     for (ptrdiff_t ow = wlo; ow < whi; ow++) d[ow] = src[ow * sw];          \
                 for (ptrdiff_t ow = whi; ow < OW; ow++) d[ow] = 0;                          \

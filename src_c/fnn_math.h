@@ -34,6 +34,31 @@
 #define FNN_ROW static inline
 #endif
 
+/* memcpy of a short row without the call: the row copies of im2col are often 8-24
+ * floats, where the libc call and its size dispatch cost more than the copy.  Under
+ * 64 bytes, two fixed-size (so inlined) copies that may overlap cover the row; d and
+ * s must not overlap. */
+FNN_ROW void fnn_copy_row(void *restrict d, const void *restrict s, size_t b)
+{
+    char *dc = (char *)d;
+    const char *sc = (const char *)s;
+    if (b >= 64) {
+        memcpy(dc, sc, b);
+    } else if (b >= 32) {
+        memcpy(dc, sc, 32);
+        memcpy(dc + b - 32, sc + b - 32, 32);
+    } else if (b >= 16) {
+        memcpy(dc, sc, 16);
+        memcpy(dc + b - 16, sc + b - 16, 16);
+    } else if (b >= 8) {
+        memcpy(dc, sc, 8);
+        memcpy(dc + b - 8, sc + b - 8, 8);
+    } else if (b >= 4) {
+        memcpy(dc, sc, 4);
+        memcpy(dc + b - 4, sc + b - 4, 4);
+    }
+}
+
 /* exp(x) for x <= 0, float64, vectorizable (0 below -708, NaN stays NaN); the
  * rounding to an integer uses the 1.5 * 2^52 trick, as the float32 version (a
  * double -> int64 conversion kept this loop scalar) */

@@ -101,3 +101,85 @@ def test_cnn_with_a_large_linear_head_matches_one_thread(monkeypatch, rng):
 
     for got, want in zip(run(2), run(1)):
         np.testing.assert_allclose(got, want, rtol=1e-12, atol=1e-14)
+
+
+# -- the crew of worker threads behind run() -------------------------------------------------
+def _where(k, lo, hi):
+    import threading
+
+    return (k, lo, hi, threading.current_thread().name)
+
+
+@pytest.mark.parametrize("spin_ns", [0, 300_000], ids=["sleep", "spin"])
+@pytest.mark.parametrize("t", [2, 3, 5])
+def test_run_gives_each_part_to_its_own_thread(t, spin_ns, monkeypatch):
+    monkeypatch.setattr(_parallel, "SPIN_NS", spin_ns)
+    monkeypatch.setitem(_parallel._pool, "crew", None)   # a fresh crew with this spin
+    with fn.threads(t):
+        for rnd in range(50):   # many rounds: no lost wake-up, in either mode
+            ranges = _parallel.split(7 + rnd % 3, t)
+            res = _parallel.run(_where, ranges)
+            assert [r[:3] for r in res] == [(k,) + r for k, r in enumerate(ranges)]
+            names = [r[3] for r in res]
+            assert not names[0].startswith("fastnn-worker")
+            assert sorted(names[1:]) == sorted(f"fastnn-worker-{k}" for k in range(1, t))
+        # a round with fewer parts than workers leaves the others idle
+        assert [r[:3] for r in _parallel.run(_where, [(0, 1), (1, 2)])] == [(0, 0, 1), (1, 1, 2)]
+    _parallel._pool["crew"].stop()   # its threads end (the previous crew comes back)
+
+
+@pytest.mark.parametrize("bad", [0, 1])
+def test_run_reraises_a_parts_error_after_every_part_finished(bad):
+    finished = []
+
+    def part(k, lo, hi):
+        import time
+
+        if k == bad:
+            raise ArithmeticError(f"part {k}")
+        time.sleep(0.01)
+        finished.append(k)
+        return k
+
+    with fn.threads(2):
+        with pytest.raises(ArithmeticError, match=f"part {bad}"):
+            _parallel.run(part, [(0, 1), (1, 2)])
+        assert finished == [1 - bad]
+        # the crew is usable afterwards, with no error left over
+        assert _parallel.run(lambda k, lo, hi: k, [(0, 1), (1, 2)]) == [0, 1]
+
+
+def test_run_from_two_threads_at_once_gives_every_part_once():
+    import threading
+
+    out, errors = {}, []
+
+    def caller(c):
+        try:
+            for i in range(100):
+                res = _parallel.run(lambda k, lo, hi: (c, i, k, lo, hi), [(0, 5), (5, 9)])
+                assert res == [(c, i, 0, 0, 5), (c, i, 1, 5, 9)]
+            out[c] = True
+        except BaseException as e:   # noqa: BLE001 - reported below
+            errors.append(e)
+
+    with fn.threads(2):
+        threads = [threading.Thread(target=caller, args=(c,)) for c in range(3)]
+        for th in threads:
+            th.start()
+        for th in threads:
+            th.join(60)
+    assert not errors and out == {0: True, 1: True, 2: True}
+
+
+def test_team_counters_and_join():
+    from fastnn._kernels._common import Team
+
+    team = Team(1000)
+    assert (team.gen, team.done) == (0, 0)
+    assert team.post() == 1
+    team.wait_post(1)          # already posted: returns at once
+    team.finish()
+    team.finish()
+    team.join(2)               # two parts done: returns at once
+    assert (team.gen, team.done) == (1, 2)

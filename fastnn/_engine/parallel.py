@@ -20,31 +20,97 @@ import numpy as np
 
 from fastnn._engine import config as _config
 
-_pool = {"executor": None, "workers": 0, "blas": None, "single": 0}
+_pool = {"crew": None, "blas": None, "single": 0}
 _NO_CONTEXT = contextlib.nullcontext()
 _WORKER_PREFIX = "fastnn-worker"
+# How long (ns) a worker spins for the next part, and the caller for the workers to
+# finish, before sleeping: waking a sleeping thread took 30-80 us per hand-off on
+# the 2-core VM (a vCPU that halted), several times per layer.
+SPIN_NS = 300_000
+_STOP = object()
 
 
 def _after_fork():
-    _pool["executor"] = None   # the worker threads do not exist in a forked child
-    _pool["workers"] = 0
+    _pool["crew"] = None   # the worker threads do not exist in a forked child
 
 
 if hasattr(os, "register_at_fork"):
     os.register_at_fork(after_in_child=_after_fork)
 
 
-def _executor(workers):
-    ex = _pool["executor"]
-    if ex is None or _pool["workers"] < workers:
-        from concurrent.futures import ThreadPoolExecutor
+class _Crew:
+    """Worker threads 1..workers, each running its part of a round posted by run()."""
 
-        if ex is not None:
-            ex.shutdown(wait=True)
-        ex = _pool["executor"] = ThreadPoolExecutor(max_workers=workers,
-                                                    thread_name_prefix=_WORKER_PREFIX)
-        _pool["workers"] = workers
-    return ex
+    def __init__(self, workers):
+        from fastnn._kernels._common import Team
+
+        self.team = Team(SPIN_NS)
+        self.workers = workers
+        self.tasks = [None] * (workers + 1)
+        self.results = [None] * (workers + 1)
+        self.errors = [None] * (workers + 1)
+        self.busy = threading.Lock()   # one round at a time (see run)
+        for k in range(1, workers + 1):
+            threading.Thread(target=self._work, args=(k,), daemon=True,
+                             name=f"{_WORKER_PREFIX}-{k}").start()
+
+    def _work(self, k):
+        team, gen = self.team, self.team.gen
+        while True:
+            gen += 1
+            team.wait_post(gen)
+            task = self.tasks[k]
+            if task is _STOP:
+                return
+            if task is None:   # a round with fewer parts than workers
+                continue
+            fn, lo, hi = task
+            try:
+                self.results[k] = fn(k, lo, hi)
+            except BaseException as e:   # re-raised by run()
+                self.errors[k] = e
+            finally:
+                team.finish()
+
+    def stop(self):
+        self.tasks[:] = [_STOP] * len(self.tasks)
+        self.team.post()
+
+    def run(self, fn, ranges):
+        """The parts on the crew; None if it is running a round already (a part
+        of that round, or another thread, called run())."""
+        if not self.busy.acquire(blocking=False):
+            return None
+        try:
+            return self._round(fn, ranges)
+        finally:
+            self.busy.release()
+
+    def _round(self, fn, ranges):
+        team, n = self.team, len(ranges)
+        for k in range(1, self.workers + 1):
+            self.tasks[k] = (fn,) + tuple(ranges[k]) if k < n else None
+            self.results[k] = self.errors[k] = None
+        done = team.done + n - 1
+        team.post()
+        try:
+            first = fn(0, *ranges[0])
+        finally:
+            team.join(done)   # every part has finished before anything is raised
+        for k in range(1, n):
+            if self.errors[k] is not None:
+                err, self.errors[k] = self.errors[k], None
+                raise err
+        return [first] + self.results[1:n]
+
+
+def _crew(workers):
+    crew = _pool["crew"]
+    if crew is None or (crew.workers < workers and not crew.busy.locked()):
+        if crew is not None:
+            crew.stop()
+        crew = _pool["crew"] = _Crew(workers)
+    return crew
 
 
 def _blas_libs():
@@ -137,23 +203,11 @@ def run(fn, ranges):
     there are several (part 0 on the calling thread; BLAS on one thread each).
     Returns the list of their results, after every part has finished; the first
     exception is re-raised."""
-    if len(ranges) == 1 or threading.current_thread().name.startswith(_WORKER_PREFIX):
-        # one part, or called from a part (a worker waiting for the pool it runs
-        # in would wait forever): run the parts here, one after another
-        return [fn(k, lo, hi) for k, (lo, hi) in enumerate(ranges)]
-    with BlasSingleThread():
-        ex = _executor(len(ranges) - 1)
-        futures = [ex.submit(fn, k, lo, hi) for k, (lo, hi) in enumerate(ranges) if k]
-        results = [None] * len(ranges)
-        try:
-            results[0] = fn(0, *ranges[0])
-        finally:
-            errors = []
-            for k, f in enumerate(futures, 1):
-                try:
-                    results[k] = f.result()
-                except BaseException as e:   # wait for all before raising
-                    errors.append(e)
-        if errors:
-            raise errors[0]
-        return results
+    if len(ranges) > 1 and not threading.current_thread().name.startswith(_WORKER_PREFIX):
+        with BlasSingleThread():
+            results = _crew(len(ranges) - 1).run(fn, ranges)
+        if results is not None:
+            return results
+    # one part, or called from a part (a worker waiting for the crew it is in would
+    # wait forever), or while another thread's round runs: the parts here, in turn
+    return [fn(k, lo, hi) for k, (lo, hi) in enumerate(ranges)]

@@ -38,3 +38,62 @@ SGD_PENALTIES = {None: K.P_NONE, "l1": K.P_L1, "l2": K.P_L2, "elasticnet": K.P_E
 SGD_LEARNING_RATES = {"constant": K.LR_CONSTANT, "optimal": K.LR_OPTIMAL,
                       "invscaling": K.LR_INVSCALING, "adaptive": K.LR_ADAPTIVE,
                       "pa1": K.LR_PA1, "pa2": K.LR_PA2}
+
+
+# -- the worker hand-off of fastnn._engine.parallel (src_c/fnn_team.h) --
+cdef extern from "fnn_team.h" nogil:
+    int FNN_HAVE_TEAM
+    ctypedef struct fnn_team:
+        long gen
+        long done
+    void fnn_team_init(fnn_team *t)
+    void fnn_team_destroy(fnn_team *t)
+    void fnn_team_wait_post(fnn_team *t, long gen, long spin_ns)
+    void fnn_team_post(fnn_team *t)
+    void fnn_team_finish(fnn_team *t)
+    void fnn_team_join(fnn_team *t, long done, long spin_ns)
+
+HAVE_TEAM = bool(FNN_HAVE_TEAM)
+
+
+cdef class Team:
+    """Counters that a poster and its worker threads wait on, spinning for up to
+    ``spin_ns`` nanoseconds (without the GIL) before they sleep.
+
+    ``post()`` starts round ``gen``; a worker's ``wait_post(gen)`` returns once
+    it has; each part calls ``finish()``; ``join(done)`` returns once ``done``
+    parts in all have finished.
+    """
+
+    cdef fnn_team t
+    cdef public long spin_ns
+
+    def __cinit__(self, long spin_ns=0):
+        fnn_team_init(&self.t)
+        self.spin_ns = spin_ns
+
+    def __dealloc__(self):
+        fnn_team_destroy(&self.t)
+
+    @property
+    def gen(self):
+        return self.t.gen
+
+    @property
+    def done(self):
+        return self.t.done
+
+    def post(self):
+        fnn_team_post(&self.t)
+        return self.t.gen
+
+    def wait_post(self, long gen):
+        with nogil:
+            fnn_team_wait_post(&self.t, gen, self.spin_ns)
+
+    def finish(self):
+        fnn_team_finish(&self.t)
+
+    def join(self, long done):
+        with nogil:
+            fnn_team_join(&self.t, done, self.spin_ns)
