@@ -54,17 +54,83 @@ def _data(n=24, d=5, c=3, seed=0):
 def test_plan_fuses_builtin_pairs_only():
     plain = nn.Sequential(nn.Linear(5, 4, seed=0), nn.ReLU(), nn.Linear(4, 3, seed=1))
     plan = plain._build_plan()
-    assert [epi is not None for _, epi in plan] == [True, False]
+    assert [epi is not None for _, epi, _ in plan] == [True, False]
+    assert all(rows is None for _, _, rows in plan)
     sub = nn.Sequential(nn.Linear(5, 4, seed=0), PlainSubclass(), nn.Linear(4, 3, seed=1))
-    assert [epi is not None for _, epi in sub._build_plan()] == [True, False]
+    assert [epi is not None for _, epi, _ in sub._build_plan()] == [True, False]
     for act in (DoubledReLU(), ):
         m = nn.Sequential(nn.Linear(5, 4, seed=0), act, nn.Linear(4, 3, seed=1))
-        assert all(epi is None for _, epi in m._build_plan())
+        assert all(epi is None for _, epi, _ in m._build_plan())
         assert len(m._build_plan()) == 3
     m = nn.Sequential(ScaledLinear(5, 4, seed=0), nn.ReLU())
-    assert all(epi is None for _, epi in m._build_plan())
+    assert all(epi is None for _, epi, _ in m._build_plan())
     m = nn.Sequential(CountingLinear(5, 4, seed=0), nn.ReLU())
-    assert all(epi is None for _, epi in m._build_plan())
+    assert all(epi is None for _, epi, _ in m._build_plan())
+
+
+class CountingMaxPool(nn.MaxPool2d):
+    """Overrides forward: must run on its own, not inside the conv's parts."""
+
+    calls = 0
+
+    def forward(self, x):
+        CountingMaxPool.calls += 1
+        return super().forward(x)
+
+
+def _cnn(pool, act=True, seed=0):
+    layers = [nn.Conv2d(2, 4, 3, padding=1, dtype=np.float64, seed=seed)]
+    layers += [nn.ReLU()] if act else []
+    layers += [pool, nn.Conv2d(4, 3, 3, dtype=np.float64, seed=seed + 1), nn.AvgPool2d(2),
+               nn.Flatten(), nn.Linear(3 * 2 * 2, 2, dtype=np.float64, seed=seed + 2)]
+    return layers
+
+
+def test_plan_runs_a_pool_inside_the_conv_before_it():
+    plan = nn.Sequential(*_cnn(nn.MaxPool2d(2)))._build_plan()
+    assert [(type(m).__name__, epi is not None, type(r).__name__) for m, epi, r in plan] == [
+        ("Conv2d", True, "MaxPool2d"), ("Conv2d", False, "AvgPool2d"), ("Flatten", False, "NoneType"),
+        ("Linear", False, "NoneType")]
+    plan = nn.Sequential(*_cnn(CountingMaxPool(2)))._build_plan()
+    assert [type(m).__name__ for m, _, _ in plan][:2] == ["Conv2d", "CountingMaxPool"]
+    assert plan[0][2] is None
+
+
+@pytest.mark.parametrize("threads", [1, 2, 3])
+@pytest.mark.parametrize("pool", ["max", "avg", "max-no-act", "subclass"])
+def test_conv_with_pool_inside_matches_the_layers_one_by_one(pool, threads, monkeypatch):
+    """Sequential's conv+pool regions give the outputs and gradients of the layers
+    called one by one (float64, so any difference is a bug, not rounding); the
+    convs split the batch into one part per thread, with chunks of 2 images."""
+    from fastnn._engine import conv as econv
+
+    monkeypatch.setattr(econv, "SPLIT_MIN_MACS", 1)
+    monkeypatch.setattr(econv, "CHUNK_ELEMENTS", 2 * 4 * 9 * 144)
+    make = {"max": lambda: nn.MaxPool2d(2), "avg": lambda: nn.AvgPool2d(3, 2, 1),
+            "max-no-act": lambda: nn.MaxPool2d(2), "subclass": lambda: CountingMaxPool(2)}[pool]
+    rng = np.random.default_rng(1)
+    x = rng.standard_normal((9, 2, 12, 12))
+    fused = nn.Sequential(*_cnn(make(), act=pool != "max-no-act"))
+    alone = _cnn(make(), act=pool != "max-no-act")
+    for a, b in zip(fused, alone):
+        b.load_state_dict(a.state_dict())
+    with fn.threads(threads):
+        for step in range(2):   # the second step reuses every buffer
+            y = fused.forward(x)
+            g = rng.standard_normal(y.shape)
+            fused.zero_grad()
+            gx = fused.backward(g)
+            for m in alone:
+                m.zero_grad()
+            ry, rgx = _reference(alone, x, g)
+            np.testing.assert_allclose(y, ry, rtol=1e-12, atol=1e-12)
+            np.testing.assert_allclose(gx, rgx, rtol=1e-12, atol=1e-12)
+            for (name, p), (_, q) in zip(fused.named_parameters(), nn.Sequential(*alone).named_parameters()):
+                np.testing.assert_allclose(p.grad, q.grad, rtol=1e-11, atol=1e-12, err_msg=name)
+    # the pool inside a region keeps what its own backward needs
+    pool_layer = fused[2] if pool != "max-no-act" else fused[1]
+    gp = pool_layer.backward(np.ones(pool_layer._saved[1].shape))
+    assert gp.shape == (9, 4, 12, 12)
 
 
 def _reference(model_layers, x, g):

@@ -124,8 +124,11 @@ def parts(n, o, c, k, oh, ow):
     return parallel.parts(n, n * o * c * k[0] * k[1] * oh * ow, SPLIT_MIN_MACS)
 
 
-def forward_into(x, w, b, stride, padding, oh, ow, bufs, y, act, slope):
+def forward_into(x, w, b, stride, padding, oh, ow, bufs, y, act, slope, after=None):
     """y = act(conv(x, w) + b) (y: (N, O, OH, OW)); returns the ConvState for backward.
+
+    ``after(lo, hi, n_threads)``, when given, runs at the end of each part, on the
+    rows lo..hi of y it has just finished (a following row pass, e.g. pooling).
 
     The batch is cut into parts (one per thread, see fastnn._engine.parallel) and each
     part into chunks.  im2col path: im2col -> GEMM W2d @ cols[n] writing NCHW ->
@@ -155,6 +158,8 @@ def forward_into(x, w, b, stride, padding, oh, ow, bufs, y, act, slope):
                 _conv.wino_out(M, y, b, a, e, x.shape[2:], padding)
                 if act != IDENTITY:
                     _conv.bias_act_nchw(y[a:e], None, act, slope, nt)
+            if after is not None:
+                after(lo, hi, nt)
     else:
         cols = st.saved
         W2 = w.reshape(o, -1)
@@ -170,13 +175,18 @@ def forward_into(x, w, b, stride, padding, oh, ow, bufs, y, act, slope):
                 np.matmul(W2, cols[a:e], out=y3[a:e])
                 if b is not None or act != IDENTITY:
                     _conv.bias_act_nchw(y[a:e], b, act, slope, nt)
+            if after is not None:
+                after(lo, hi, nt)
     parallel.run(part, ranges)
     return st
 
 
 def backward_into(grad_y, y, x_shape, w, stride, padding, st, bufs, gw, gw_acc, gb, gb_acc,
-                        need_gx, act, slope, gx=None):
+                        need_gx, act, slope, gx=None, before=None):
     """Gradients of a conv from its forward's ConvState.
+
+    ``before(lo, hi, n_threads)``, when given, runs at the start of each part and
+    fills rows lo..hi of grad_y (the backward of a following row pass).
 
     Writes the weight gradient into gw (O, C, kh, kw), or adds it when gw_acc;
     likewise the bias gradient into gb (may be None).  Returns the input gradient
@@ -206,6 +216,8 @@ def backward_into(grad_y, y, x_shape, w, stride, padding, st, bufs, gw, gw_acc, 
         return gx
 
     def dact(i, lo, hi):
+        if before is not None:
+            before(lo, hi, nt)
         if act != IDENTITY or gb is not None:
             _conv.dact_nchw(grad_y[lo:hi], y[lo:hi] if act != IDENTITY else None, gt[lo:hi],
                             None if gbs is None else gbs[i], False, act, slope, nt)

@@ -81,10 +81,15 @@ class Conv2d(Module):
         gradient with respect to the input (a new array)."""
         return self._backward(grad_y, True, public=True)
 
+    _no_epilogue = (econv.IDENTITY, 0.0)
+
     def _takes_activation(self):
         return True
 
-    def _forward(self, x, act=econv.IDENTITY, slope=0.0, public=False):
+    def _takes_rows(self):
+        return True
+
+    def _forward(self, x, act=econv.IDENTITY, slope=0.0, public=False, rows=None):
         w = self.weight.data
         x = _check_x(x, w.dtype, self.in_channels, "Conv2d")
         k, oh, ow = C.conv_geometry(x.shape, w.shape, self.stride, self.padding)
@@ -93,26 +98,35 @@ class Conv2d(Module):
         # layer keeps it only when backward needs it (a fused activation)
         y = owned_empty(self, "forward", shape, w.dtype) if public else self._bufs.get("y", shape, w.dtype)
         b = self.bias.data if self.bias is not None else None
+        # a following row pass (Sequential: a pooling layer) runs inside each part
+        out, after = (y, None) if rows is None else rows._rows_forward(y)
         st = econv.forward_into(x, w, b, self.stride, self.padding, oh, ow, self._bufs, y, act,
-                                    slope)
+                                    slope, after)
         object.__setattr__(self, "_saved", (x.shape, y if act != econv.IDENTITY else None, st, act, slope, shape))
-        return y
+        return out
 
-    def _backward(self, grad_y, need_input_grad=True, public=False):
+    def _backward(self, grad_y, need_input_grad=True, public=False, rows=None):
         if self._saved is None:
             raise RuntimeError("Conv2d.backward() called before forward()")
         x_shape, y, st, act, slope, y_shape = self._saved
         w = self.weight.data
+        before = None
+        if rows is not None:   # grad_y is the row pass's: its backward runs inside each part
+            grad_y, before = rows._rows_backward(grad_y)
         grad_y = C.grad_output(grad_y, y_shape, w.dtype)
         gw, gw_acc = self.weight._grad_target()
         gb, gb_acc = (None, False) if self.bias is None else self.bias._grad_target()
         gx = owned_empty(self, "backward", x_shape, w.dtype) if public and need_input_grad else None
         return econv.backward_into(grad_y, y, x_shape, w, self.stride, self.padding, st,
                                        self._bufs, gw, gw_acc, gb, gb_acc, need_input_grad, act,
-                                       slope, gx)
+                                       slope, gx, before)
 
 
 class _Pool2d(Module):
+    """Pooling over each (N*C) plane: ``_pool(x, y, lo, hi, n_threads)`` and
+    ``_unpool(gy, gx, lo, hi, n_threads)`` do batch rows lo..hi, for the whole
+    batch here and part by part inside a preceding Conv2d (see Sequential)."""
+
     def __init__(self, kernel_size, stride=None, padding=0):
         super().__init__()
         self.kernel_size, self.stride, self.padding = C.pool_args(kernel_size, stride, padding)
@@ -122,14 +136,36 @@ class _Pool2d(Module):
     def extra_repr(self):
         return f"kernel_size={self.kernel_size}, stride={self.stride}, padding={self.padding}"
 
-    def _out(self, x):
+    def _row_pass(self):
+        return True
+
+    def _rows_forward(self, x):
         x = _check_x(x, None, None, type(self).__name__)
         shape = C.pool_output_shape(x.shape, self.kernel_size, self.stride, self.padding,
                                        type(self).__name__)
-        return x, self._bufs.get("y", shape, x.dtype)
+        y = self._bufs.get("y", shape, x.dtype)
+        self._save(x, y)
+        return y, lambda lo, hi, nt: self._pool(x, y, lo, hi, nt)
 
-    def _work(self, y):
-        return econv.pass_threads(y.size * self.kernel_size[0] * self.kernel_size[1])
+    def _rows_backward(self, grad_y):
+        if self._saved is None:
+            raise RuntimeError(f"{type(self).__name__}.backward() called before forward()")
+        shape, y = self._saved[0], self._saved[1]
+        grad_y = C.grad_output(grad_y, y.shape, y.dtype)
+        gx = self._bufs.get("gx", shape, y.dtype)
+        return gx, lambda lo, hi, nt: self._unpool(grad_y, gx, lo, hi, nt)
+
+    def _forward(self, x):
+        y, rows = self._rows_forward(x)
+        rows(0, x.shape[0], econv.pass_threads(y.size * self.kernel_size[0] * self.kernel_size[1]))
+        return y
+
+    def _backward(self, grad_y, need_input_grad=True):
+        gx, rows = self._rows_backward(grad_y)
+        if not need_input_grad:
+            return None
+        rows(0, gx.shape[0], econv.pass_threads(gx.size))
+        return gx
 
 
 class MaxPool2d(_Pool2d):
@@ -145,23 +181,16 @@ class MaxPool2d(_Pool2d):
     backward (int32, one per output element); a NaN in a window propagates.
     """
 
-    def _forward(self, x):
-        x, y = self._out(x)
+    def _save(self, x, y):
         idx = self._bufs.get("idx", y.shape, np.dtype(np.int32))
-        _conv.max_pool2d(x, y, idx, self.kernel_size, self.stride, self.padding, self._work(y))
         object.__setattr__(self, "_saved", (x.shape, y, idx))
-        return y
 
-    def _backward(self, grad_y, need_input_grad=True):
-        if self._saved is None:
-            raise RuntimeError("MaxPool2d.backward() called before forward()")
-        shape, y, idx = self._saved
-        grad_y = C.grad_output(grad_y, y.shape, y.dtype)
-        if not need_input_grad:
-            return None
-        gx = self._bufs.get("gx", shape, y.dtype)
-        _conv.max_pool2d_backward(grad_y, idx, gx, econv.pass_threads(gx.size))
-        return gx
+    def _pool(self, x, y, lo, hi, nt):
+        _conv.max_pool2d(x[lo:hi], y[lo:hi], self._saved[2][lo:hi], self.kernel_size,
+                         self.stride, self.padding, nt)
+
+    def _unpool(self, gy, gx, lo, hi, nt):
+        _conv.max_pool2d_backward(gy[lo:hi], self._saved[2][lo:hi], gx[lo:hi], nt)
 
 
 class AvgPool2d(_Pool2d):
@@ -181,24 +210,16 @@ class AvgPool2d(_Pool2d):
         super().__init__(kernel_size, stride, padding)
         self.count_include_pad = bool(count_include_pad)
 
-    def _forward(self, x):
-        x, y = self._out(x)
-        _conv.avg_pool2d(x, y, self.kernel_size, self.stride, self.padding, self.count_include_pad,
-                         self._work(y))
+    def _save(self, x, y):
         object.__setattr__(self, "_saved", (x.shape, y))
-        return y
 
-    def _backward(self, grad_y, need_input_grad=True):
-        if self._saved is None:
-            raise RuntimeError("AvgPool2d.backward() called before forward()")
-        shape, y = self._saved
-        grad_y = C.grad_output(grad_y, y.shape, y.dtype)
-        if not need_input_grad:
-            return None
-        gx = self._bufs.get("gx", shape, y.dtype)
-        _conv.avg_pool2d_backward(grad_y, gx, self.kernel_size, self.stride, self.padding,
-                                  self.count_include_pad, self._work(grad_y))
-        return gx
+    def _pool(self, x, y, lo, hi, nt):
+        _conv.avg_pool2d(x[lo:hi], y[lo:hi], self.kernel_size, self.stride, self.padding,
+                         self.count_include_pad, nt)
+
+    def _unpool(self, gy, gx, lo, hi, nt):
+        _conv.avg_pool2d_backward(gy[lo:hi], gx[lo:hi], self.kernel_size, self.stride,
+                                  self.padding, self.count_include_pad, nt)
 
 
 class Flatten(Module):

@@ -12,6 +12,10 @@ called through its own method instead, so the override is always honoured.
 Fusion: a layer whose ``_takes_activation()`` is true (Linear, Conv2d) applies a
 following module's ``_epilogue()`` (an activation's kernel code and slope) in
 its own bias epilogue; Sequential asks the two modules, it matches no types.
+Likewise a layer whose ``_takes_rows()`` is true (Conv2d, which computes its
+output in batch parts on fastnn's threads) runs a following module whose
+``_row_pass()`` is true (the pooling layers: each batch row on its own) inside
+those parts, forward and backward, so the pair is one parallel region.
 """
 from collections import OrderedDict
 
@@ -207,6 +211,17 @@ class Module:
         epilogue; None for modules that are not such an activation."""
         return None
 
+    def _takes_rows(self):
+        """Whether this layer can run a following row pass (see :meth:`_row_pass`) inside
+        its own batch parts (its ``_forward``/``_backward`` then take ``rows=``)."""
+        return False
+
+    def _row_pass(self):
+        """Whether this module works on each batch row on its own, through
+        ``_rows_forward(x)`` and ``_rows_backward(grad_y)``: each returns its output
+        buffer and ``fn(lo, hi, n_threads)``, which computes rows lo..hi of it."""
+        return False
+
     # -- parameters & modes ---------------------------------------------------
     def named_parameters(self, prefix=""):
         """Yield (name, Parameter) pairs, in registration order, with dotted names."""
@@ -310,13 +325,24 @@ def _fusable_epilogue(layer, nxt):
     return nxt._epilogue() if layer._takes_activation() else None
 
 
+def _fusable_rows(layer, nxt):
+    """The row-pass module that ``layer`` runs inside its parts, or None (built-in
+    methods on both sides only, as for epilogues)."""
+    if nxt is None or not (layer._native_forward and layer._native_backward
+                           and nxt._native_forward and nxt._native_backward):
+        return None
+    return nxt if layer._takes_rows() and nxt._row_pass() else None
+
+
 class Sequential(Module):
     """A chain of modules; ``Sequential(Linear, ReLU, Linear)`` as in torch.
 
     state_dict keys are ``"<index>.<name>"``.  A Linear or Conv2d followed
     directly by an activation module (ReLU, LeakyReLU, Sigmoid, Tanh) runs as one
     fused layer: the activation is applied in the layer's bias epilogue (not when
-    either one is a subclass that overrides ``forward`` or ``backward``).
+    either one is a subclass that overrides ``forward`` or ``backward``).  A
+    MaxPool2d or AvgPool2d right after a Conv2d (or its activation) runs inside
+    the conv's batch parts, forward and backward: one parallel region for both.
     """
 
     def __init__(self, *modules):
@@ -351,8 +377,10 @@ class Sequential(Module):
             m = mods[i]
             nxt = mods[i + 1] if i + 1 < len(mods) else None
             epi = _fusable_epilogue(m, nxt)
-            plan.append((m, epi))
             i += 1 if epi is None else 2
+            rows = _fusable_rows(m, mods[i] if i < len(mods) else None)
+            i += rows is not None
+            plan.append((m, epi, rows))
         # Layers that split the batch across fastnn's threads (Conv2d) want BLAS on
         # one thread around them: see fastnn._engine.parallel.
         self._single_blas = any(getattr(m, "_splits_batch", False) for m in self.modules())
@@ -362,8 +390,11 @@ class Sequential(Module):
     def _forward(self, x):
         plan = self._plan or self._build_plan()
         with parallel.blas_single_thread_if(self._single_blas):
-            for m, epi in plan:
-                x = forward_step(m, x) if epi is None else m._forward(x, *epi)
+            for m, epi, rows in plan:
+                if rows is not None:
+                    x = m._forward(x, *(epi or m._no_epilogue), rows=rows)
+                else:
+                    x = forward_step(m, x) if epi is None else m._forward(x, *epi)
         return x
 
     def _backward(self, grad_y, need_input_grad=True):
@@ -372,5 +403,9 @@ class Sequential(Module):
         last = len(plan) - 1
         with parallel.blas_single_thread_if(self._single_blas):
             for k in range(last, -1, -1):
-                g = backward_step(plan[k][0], g, need_input_grad or k > 0)
+                m, _, rows = plan[k]
+                if rows is not None:
+                    g = m._backward(g, need_input_grad or k > 0, rows=rows)
+                else:
+                    g = backward_step(m, g, need_input_grad or k > 0)
         return g
