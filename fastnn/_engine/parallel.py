@@ -5,9 +5,13 @@ layers' per-image GEMMs and transforms, the two halves of an LSTM batch) scale
 better when each of fastnn's threads runs a whole part of the batch, its GEMMs
 included, than when every GEMM is spread over BLAS's threads and the loops in
 between wait for it.  :func:`run` does that: part 0 runs on the calling thread
-and the others on a pool of worker threads (Python threads: the kernels and
+and the others on a crew of worker threads (Python threads: the kernels and
 ``np.matmul`` release the GIL), with the BLAS pool limited to one thread for the
-duration, so the parts never oversubscribe the cores.
+duration, so the parts never oversubscribe the cores.  The hand-off is a pair
+of counters in C (``_common.Team``): the workers and the caller spin on them for
+up to SPIN_NS without the GIL before they sleep.  A worker still waits for the
+GIL to start its part (30-60 us on the 2-core VM, while the caller runs part 0's
+Python code up to its first kernel); moving whole parts into C would remove that.
 
 The callers fetch every buffer before :func:`run` (``_Buffers`` is not meant
 for concurrent use) and give each part its own scratch arrays and partial sums.

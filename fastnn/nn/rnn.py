@@ -16,9 +16,9 @@ copy of x and nothing else.
   one GEMM ``dz_t @ [weight_hh | weight_ih]`` gives the gradients w.r.t. h_{t-1}
   and x_t together.  Both weight gradients are ONE GEMM over the whole sequence,
   ``dz^T @ [h_{t-1} | x_t]`` (h_{t-1} and x_t are stored side by side for this).
-- threads: with 2 threads (fastnn.threads) and a large enough batch_first
-  problem, the two halves of the batch run as independent recurrences on two
-  threads (BATCH_SPLIT); otherwise the GEMMs use BLAS's threads and the
+- threads: with several threads (fastnn.threads) and a large enough batch_first
+  problem, parts of the batch (one per thread, at least BATCH_SPLIT_MIN_ROWS
+  sequences each) run as independent recurrences (BATCH_SPLIT); otherwise the GEMMs use BLAS's threads and the
   per-step kernels run on the calling thread (a step is tens of microseconds).
 
 Every work array lives in per-layer buffers keyed by shape: a training step
