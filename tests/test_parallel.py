@@ -128,6 +128,30 @@ def test_run_gives_each_part_to_its_own_thread(t, spin_ns, monkeypatch):
     _parallel._pool["crew"].stop()   # its threads end (the previous crew comes back)
 
 
+@pytest.mark.parametrize("spin_ns", [0, 300_000], ids=["sleep", "spin"])
+def test_rounds_that_leave_workers_out_run_every_part_exactly_once(spin_ns, monkeypatch):
+    """A worker left out of a round (fewer parts than workers) may wake late, after
+    the next round was posted: it must run that round's part once, not miss it or
+    run it twice."""
+    import collections
+
+    monkeypatch.setattr(_parallel, "SPIN_NS", spin_ns)
+    monkeypatch.setitem(_parallel._pool, "crew", None)
+    counts = collections.Counter()
+
+    def part(k, lo, hi):
+        counts[(rnd, k)] += 1
+        return k
+
+    with fn.threads(4):
+        for rnd in range(300):
+            n = 2 + rnd % 3   # 2, 3 or 4 parts on a crew of 3 workers
+            assert _parallel.run(part, _parallel.split(n, n)) == list(range(n))
+            assert [counts[(rnd, k)] for k in range(n)] == [1] * n
+    assert sum(counts.values()) == sum(2 + r % 3 for r in range(300))
+    _parallel._pool["crew"].stop()
+
+
 @pytest.mark.parametrize("bad", [0, 1])
 def test_run_reraises_a_parts_error_after_every_part_finished(bad):
     finished = []

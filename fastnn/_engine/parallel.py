@@ -59,16 +59,20 @@ class _Crew:
                              name=f"{_WORKER_PREFIX}-{k}").start()
 
     def _work(self, k):
-        team, gen = self.team, self.team.gen
+        # A task carries the round it was posted for, and a worker runs each round's
+        # task once: a worker left out of a round may wake after the next one was
+        # posted (or read the round number just before it), and must neither miss
+        # that round nor run it twice.
+        team, ran, seen = self.team, 0, 0
         while True:
-            gen += 1
-            team.wait_post(gen)
+            team.wait_post(max(seen, ran) + 1)
+            seen = team.gen
             task = self.tasks[k]
             if task is _STOP:
                 return
-            if task is None:   # a round with fewer parts than workers
+            if task is None or task[0] <= ran:   # no part for this worker since
                 continue
-            fn, lo, hi = task
+            ran, fn, lo, hi = task
             try:
                 self.results[k] = fn(k, lo, hi)
             except BaseException as e:   # re-raised by run()
@@ -92,8 +96,9 @@ class _Crew:
 
     def _round(self, fn, ranges):
         team, n = self.team, len(ranges)
+        rnd = team.gen + 1   # the post below (only the holder of busy posts)
         for k in range(1, self.workers + 1):
-            self.tasks[k] = (fn,) + tuple(ranges[k]) if k < n else None
+            self.tasks[k] = (rnd, fn) + tuple(ranges[k]) if k < n else None
             self.results[k] = self.errors[k] = None
         done = team.done + n - 1
         team.post()
