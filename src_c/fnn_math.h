@@ -37,7 +37,8 @@
 /* memcpy of a short row without the call: the row copies of im2col are often 8-24
  * floats, where the libc call and its size dispatch cost more than the copy.  Under
  * 64 bytes, two fixed-size (so inlined) copies that may overlap cover the row; d and
- * s must not overlap. */
+ * s must not overlap.  (Written out: as a loop over the sizes GCC 12 keeps the
+ * libc call, and the 32-byte rows of im2col took 1.6x longer.) */
 FNN_ROW void fnn_copy_row(void *restrict d, const void *restrict s, size_t b)
 {
     char *dc = (char *)d;

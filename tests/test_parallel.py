@@ -207,3 +207,13 @@ def test_team_counters_and_join():
     team.finish()
     team.join(2)               # two parts done: returns at once
     assert (team.gen, team.done) == (1, 2)
+
+
+def test_run_without_the_crews_counters_runs_the_parts_in_turn(monkeypatch):
+    """A build without src_c/fnn_team.h's counters (no GCC atomics or pthreads) runs
+    the parts one after another on the calling thread."""
+    monkeypatch.setattr(_parallel._common, "HAVE_TEAM", False)
+    with fn.threads(2):
+        res = _parallel.run(_where, [(0, 3), (3, 5)])
+    assert [r[:3] for r in res] == [(0, 0, 3), (1, 3, 5)]
+    assert res[0][3] == res[1][3] and not res[1][3].startswith("fastnn-worker")

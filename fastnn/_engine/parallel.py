@@ -23,6 +23,7 @@ import threading
 import numpy as np
 
 from fastnn._engine import config as _config
+from fastnn._kernels import _common
 
 _pool = {"crew": None, "blas": None, "single": 0}
 _NO_CONTEXT = contextlib.nullcontext()
@@ -46,9 +47,7 @@ class _Crew:
     """Worker threads 1..workers, each running its part of a round posted by run()."""
 
     def __init__(self, workers):
-        from fastnn._kernels._common import Team
-
-        self.team = Team(SPIN_NS)
+        self.team = _common.Team(SPIN_NS)
         self.workers = workers
         self.tasks = [None] * (workers + 1)
         self.results = [None] * (workers + 1)
@@ -212,11 +211,14 @@ def run(fn, ranges):
     there are several (part 0 on the calling thread; BLAS on one thread each).
     Returns the list of their results, after every part has finished; the first
     exception is re-raised."""
-    if len(ranges) > 1 and not threading.current_thread().name.startswith(_WORKER_PREFIX):
+    if (len(ranges) > 1 and _common.HAVE_TEAM
+            and not threading.current_thread().name.startswith(_WORKER_PREFIX)):
         with BlasSingleThread():
             results = _crew(len(ranges) - 1).run(fn, ranges)
         if results is not None:
             return results
     # one part, or called from a part (a worker waiting for the crew it is in would
-    # wait forever), or while another thread's round runs: the parts here, in turn
+    # wait forever), or while another thread's round runs, or a build without the
+    # crew's counters (src_c/fnn_team.h: GCC/clang atomics, pthreads): the parts here,
+    # in turn
     return [fn(k, lo, hi) for k, (lo, hi) in enumerate(ranges)]

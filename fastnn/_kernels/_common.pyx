@@ -66,7 +66,7 @@ cdef class Team:
     """
 
     cdef fnn_team t
-    cdef public long spin_ns
+    cdef long spin_ns
 
     def __cinit__(self, long spin_ns=0):
         fnn_team_init(&self.t)

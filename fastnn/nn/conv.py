@@ -81,8 +81,6 @@ class Conv2d(Module):
         gradient with respect to the input (a new array)."""
         return self._backward(grad_y, True, public=True)
 
-    _no_epilogue = (econv.IDENTITY, 0.0)
-
     def _takes_activation(self):
         return True
 

@@ -319,8 +319,7 @@ class Module:
 def _fusable_epilogue(layer, nxt):
     """The epilogue (code, slope) that ``layer`` takes over from the module after it, or None.
     Only the built-in methods fuse: an overridden forward/backward on either side runs as is."""
-    if nxt is None or not (layer._native_forward and layer._native_backward
-                           and nxt._native_forward and nxt._native_backward):
+    if not _both_native(layer, nxt):
         return None
     return nxt._epilogue() if layer._takes_activation() else None
 
@@ -328,10 +327,15 @@ def _fusable_epilogue(layer, nxt):
 def _fusable_rows(layer, nxt):
     """The row-pass module that ``layer`` runs inside its parts, or None (built-in
     methods on both sides only, as for epilogues)."""
-    if nxt is None or not (layer._native_forward and layer._native_backward
-                           and nxt._native_forward and nxt._native_backward):
+    if not _both_native(layer, nxt):
         return None
     return nxt if layer._takes_rows() and nxt._row_pass() else None
+
+
+def _both_native(layer, nxt):
+    """Both modules run their built-in forward and backward (a fusion may replace them)."""
+    return nxt is not None and (layer._native_forward and layer._native_backward
+                                and nxt._native_forward and nxt._native_backward)
 
 
 class Sequential(Module):
@@ -392,7 +396,7 @@ class Sequential(Module):
         with parallel.blas_single_thread_if(self._single_blas):
             for m, epi, rows in plan:
                 if rows is not None:
-                    x = m._forward(x, *(epi or m._no_epilogue), rows=rows)
+                    x = m._forward(x, *(epi or ()), rows=rows)
                 else:
                     x = forward_step(m, x) if epi is None else m._forward(x, *epi)
         return x
