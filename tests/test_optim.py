@@ -603,3 +603,40 @@ def test_fused_check_parallel_path_kernel_level(dtype):
             np.testing.assert_array_equal(a, b)
         assert not _optim.all_finite(gs_bad, f64, 2)
     assert _optim.all_finite(gs, f64, 2)
+
+
+# ---------------------------------------------------------------------------- state storage
+
+@pytest.mark.parametrize("kind,hp", [("Adam", dict(lr=1e-2, amsgrad=True)), ("RMSprop", dict(momentum=0.9, centered=True)),
+                                     ("Adagrad", dict(initial_accumulator_value=0.25)),
+                                     ("SGD", dict(lr=0.1, momentum=0.9))])
+def test_state_views_share_nothing_between_parameters(kind, hp):
+    """The state arrays of one name are views of one buffer per dtype: each takes its
+    parameter's shape and layout, starts at the rule's initial value, and a step over
+    all parameters together is bit-identical to one optimizer per parameter (an
+    overlap between neighbouring views would mix their states)."""
+    rng = np.random.default_rng(3)
+    arrays = [rng.standard_normal((7, 5)), np.asfortranarray(rng.standard_normal((6, 9))),
+              rng.standard_normal(1).reshape(()), rng.standard_normal(17).astype(np.float32),
+              np.asfortranarray(rng.standard_normal((3, 33)).astype(np.float32)), rng.standard_normal(31)]
+    together = [nn.Parameter(a.copy(order="K")) for a in arrays]
+    alone = [nn.Parameter(a.copy(order="K")) for a in arrays]
+    opt = getattr(optim, kind)(together, **hp)
+    opts = [getattr(optim, kind)([p], **hp) for p in alone]
+    init = hp.get("initial_accumulator_value", 0.0)
+    for p, st in zip(together, opt.state):
+        assert st, "this configuration keeps state"
+        for name, arr in st.items():
+            assert arr.shape == p.data.shape and arr.dtype == p.data.dtype, name
+            assert arr.strides == p.data.strides, name
+            np.testing.assert_array_equal(arr, init)
+    for _ in range(6):
+        for a, b in zip(together, alone):
+            a.grad[...] = b.grad[...] = rng.standard_normal(a.data.shape)
+        opt.step()
+        for o in opts:
+            o.step()
+    for i, (a, b) in enumerate(zip(together, alone)):
+        np.testing.assert_array_equal(a.data, b.data, err_msg=f"param {i}")
+        for name in opt.state[i]:
+            np.testing.assert_array_equal(opt.state[i][name], opts[i].state[0][name], err_msg=f"{name} of param {i}")

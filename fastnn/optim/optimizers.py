@@ -42,7 +42,6 @@ class Optimizer:
         self.params = params
         self.defaults = dict(defaults)
         self.step_count = 0
-        self.state = [self._init_state(p) for p in params]
         self.state_dtype = [p.data.dtype for p in params]
         self._total = sum(p.data.size for p in params)
         self._cache = None
@@ -50,6 +49,7 @@ class Optimizer:
         self._groups = {}
         for i, p in enumerate(params):
             self._groups.setdefault(p.data.dtype, []).append(i)
+        self.state = self._new_state()
 
     # -- hyperparameters ---------------------------------------------------------
     @property
@@ -60,11 +60,35 @@ class Optimizer:
     def lr(self, value):
         self.defaults["lr"] = C.real(value, "learning rate", low=0.0)
 
-    def _init_state(self, p):
-        return {name: np.zeros_like(p.data) for name in self._state_names() if name is not None}
+    def _new_state(self):
+        """One dict of state arrays per parameter, each in its parameter's layout.
+
+        The arrays of one state name and dtype are views of one flat buffer: a
+        single allocation, which NumPy backs with huge pages once it is 4 MiB or
+        more, where separate arrays under 4 MiB each would get none (fewer TLB
+        misses in a step that streams the whole state: benchmarks/README.md).
+        """
+        state = [{} for _ in self.params]
+        names = [name for name in self._state_names() if name is not None]
+        for dtype, idx in self._groups.items():
+            offs, total = [], 0
+            for i in idx:
+                offs.append(total)
+                total += -(-self.params[i].data.size // _ALIGN) * _ALIGN   # 64-byte aligned views
+            for name in names:
+                flat = np.full(total, self._state_init(name), dtype)
+                for i, o in zip(idx, offs):
+                    d = self.params[i].data
+                    order = "C" if d.flags.c_contiguous else "F"
+                    state[i][name] = flat[o:o + d.size].reshape(d.shape, order=order)
+        return state
 
     def _state_names(self):
         raise NotImplementedError
+
+    def _state_init(self, name):
+        """The initial value of state ``name`` (every element)."""
+        return 0.0
 
     def _scalars(self, step):
         raise NotImplementedError
@@ -210,6 +234,9 @@ class Optimizer:
         return f"{type(self).__name__}({hp})"
 
 
+_ALIGN = 16   # elements between the starts of neighbouring state views (64 bytes of float32)
+
+
 def _like(d, values):
     """A copy of ``values`` in the memory layout of ``d``."""
     out = np.empty_like(d)
@@ -248,9 +275,6 @@ class SGD(Optimizer):
     def _state_names(self):
         return ["momentum_buffer"] if self.defaults["momentum"] > 0 else []
 
-    def _init_state(self, p):
-        return {"momentum_buffer": np.zeros_like(p.data)} if self.defaults["momentum"] > 0 else {}
-
     def _scalars(self, step):
         d = self.defaults
         return {"lr": d["lr"], "momentum": d["momentum"], "dampening": d["dampening"],
@@ -275,8 +299,8 @@ class Adagrad(Optimizer):
     def _state_names(self):
         return ["sum"]
 
-    def _init_state(self, p):
-        return {"sum": np.full_like(p.data, self._init_acc)}
+    def _state_init(self, name):
+        return self._init_acc
 
     def _scalars(self, step):
         d = self.defaults
