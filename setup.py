@@ -89,6 +89,7 @@ class BuildExt(build_ext):
 
 KERNELS = {
     # module name: extra plain-C sources
+    "_blas": [],
     "_common": ["src_c/fnn_optim.c"],
     "_dense": ["src_c/fnn_dense.c"],
     "_loss": ["src_c/fnn_dense.c"],

@@ -299,6 +299,16 @@ ACT_REF = {
 }
 
 
+def _use_loops(loops, monkeypatch):
+    """Winograd parts with their chunk loops in C ("c": skipped when fastnn found no BLAS
+    entry point) or in NumPy ("numpy")."""
+    if loops == "c":
+        if not econv.c_loops():
+            pytest.skip("no BLAS entry point for the C loops (fastnn._engine.blas)")
+    else:
+        monkeypatch.setattr(econv, "C_LOOPS", False)
+
+
 def _case_arrays(case, dtype, rng, with_bias=True):
     n, c, o, h, w, p = case
     x = rng.standard_normal((n, c, h, w)).astype(dtype)
@@ -373,12 +383,15 @@ def test_layer_winograd_matches_im2col_and_numpy(case, activation, dtype, rng, m
         _close(a, b_.astype(np.float64), scale=2)
 
 
-@pytest.mark.parametrize("wino", [True, False], ids=["winograd", "im2col"])
+@pytest.mark.parametrize("wino, loops", [(True, "c"), (True, "numpy"), (False, "numpy")],
+                         ids=["winograd-c", "winograd-numpy", "im2col"])
 @pytest.mark.parametrize("n", [3, 5])
-def test_chunked_batch_with_short_last_chunk_matches_numpy(wino, n, dtype, rng, monkeypatch):
+def test_chunked_batch_with_short_last_chunk_matches_numpy(wino, loops, n, dtype, rng, monkeypatch):
     """At one thread, with econv.CHUNK_ELEMENTS lowered to two images' work, a batch whose
     last chunk is shorter than the others still gives NumPy's y, gx and gradients (in
-    normal use: e.g. N=6, C=64, 16x16 runs in chunks of 4 and 2 images)."""
+    normal use: e.g. N=6, C=64, 16x16 runs in chunks of 4 and 2 images); Winograd with
+    its chunk loops in C (BLAS from C) and in NumPy."""
+    _use_loops(loops, monkeypatch)
     c, o, h, w, p = 16, 3, 8, 9, (1, 1)
     t = np.prod(_tiles(h, w))
     per = 16 * max(c, o) * t if wino else c * 9 * h * w
@@ -600,7 +613,7 @@ SPLIT_PATHS = {  # name: (C, O, H, W, kernel, stride, padding, WINOGRAD)
 SPLIT_VARIANTS = [(None, True), ("relu", True), ("tanh", False)]  # (activation, bias)
 
 
-@pytest.mark.parametrize("path", list(SPLIT_PATHS))
+@pytest.mark.parametrize("path", list(SPLIT_PATHS) + ["winograd_numpy_loops"])
 @pytest.mark.parametrize("n", [1, 2, 3, 5])
 @pytest.mark.parametrize("activation, bias", SPLIT_VARIANTS,
                          ids=[f"{a}-{'bias' if b else 'nobias'}" for a, b in SPLIT_VARIANTS])
@@ -608,7 +621,10 @@ def test_batch_split_matches_one_thread(path, n, activation, bias, dtype, rng, r
                                         monkeypatch):
     """At 2 threads with the split threshold at 1 MAC, forward / backward run one part per
     thread (N >= 2) and give y, gx and the weight / bias gradients of one thread, also
-    when accumulating over two steps."""
+    when accumulating over two steps (Winograd: chunk loops in C, and in NumPy)."""
+    if path == "winograd_numpy_loops":
+        _use_loops("numpy", monkeypatch)
+        path = "winograd"
     c, o, h, w, k, s, p, wino = SPLIT_PATHS[path]
     monkeypatch.setattr(econv, "WINOGRAD", wino)
     monkeypatch.setattr(econv, "SPLIT_MIN_MACS", 1)

@@ -7,7 +7,7 @@ writes into the outputs it is given.  Module globals are the policy knobs
 """
 import numpy as np
 
-from fastnn._engine import codes, config, parallel
+from fastnn._engine import blas, codes, config, parallel
 from fastnn._engine.config import n_threads_for
 from fastnn._kernels import _conv
 
@@ -56,6 +56,17 @@ def direct_fits(width, dtype):
 def use_direct(k, stride, width, dtype):
     """The direct kernel for a conv (or an input gradient) whose output rows are ``width`` long."""
     return DIRECT and stride == (1, 1) and k != (1, 1) and direct_fits(width, dtype)
+
+
+# A Winograd part runs its chunk loop (transforms and point GEMMs) as one C call, with
+# BLAS reached from C (fastnn._engine.blas), instead of a NumPy loop that takes the GIL
+# between its steps, where the other parts queue for it.  False, or no BLAS entry point
+# found: the NumPy loop (the tests compare the two).
+C_LOOPS = True
+
+
+def c_loops():
+    return C_LOOPS and blas.ready()
 
 
 # Work is done a chunk of images at a time, sized so that a chunk's columns (or
@@ -149,15 +160,20 @@ def forward_into(x, w, b, stride, padding, oh, ow, bufs, y, act, slope, after=No
         per = 16 * max(c, o) * t
         Ms = [point_blocks(bufs, f"wino_M{i}", chunk_len(longest, per) * t, o, x.dtype)
               for i in range(len(ranges))]
+        in_c = c_loops()
 
         def part(i, lo, hi):
-            for a, e in chunks(lo, hi, per):
-                M = Ms[i][:, :(e - a) * t]
-                _conv.wino_in(x, V, a, e, padding, (oh, ow))
-                np.matmul(V[:, a * t:e * t], U, out=M)
-                _conv.wino_out(M, y, b, a, e, x.shape[2:], padding)
-                if act != IDENTITY:
-                    _conv.bias_act_nchw(y[a:e], None, act, slope, nt)
+            if in_c:
+                _conv.wino_forward_chunks(x, V, U, Ms[i], y, b, lo, hi, chunk_len(hi - lo, per),
+                                          padding, act, slope)
+            else:
+                for a, e in chunks(lo, hi, per):
+                    M = Ms[i][:, :(e - a) * t]
+                    _conv.wino_in(x, V, a, e, padding, (oh, ow))
+                    np.matmul(V[:, a * t:e * t], U, out=M)
+                    _conv.wino_out(M, y, b, a, e, x.shape[2:], padding)
+                    if act != IDENTITY:
+                        _conv.bias_act_nchw(y[a:e], None, act, slope, nt)
             if after is not None:
                 after(lo, hi, nt)
     else:
@@ -235,23 +251,30 @@ def backward_into(grad_y, y, x_shape, w, stride, padding, st, bufs, gw, gw_acc, 
         dVs = [point_blocks(bufs, f"wino_dV{i}", rows, c, dt)
                for i in range(nparts)] if need_gx else None
         dUs = bufs.get("wino_dU", (nparts, 16, c, o), dt)
-        tmps = [bufs.get(f"wino_dUc{i}", (16, c, o), dt) for i in range(nparts)]
+        in_c = c_loops()
+        tmps = None if in_c else [bufs.get(f"wino_dUc{i}", (16, c, o), dt) for i in range(nparts)]
 
         def part(i, lo, hi):
             dact(i, lo, hi)
-            for a, e in chunks(lo, hi, per):
-                gM = gMs[i][:, :(e - a) * t]
-                _conv.wino_gout(gt, gM, a, e, x_shape[2:], padding)
-                if need_gx:
-                    dV = dVs[i][:, :(e - a) * t]
-                    np.matmul(gM, Ut, out=dV)
-                    _conv.wino_gin(dV, gx, a, e, padding, (oh, ow))
-                # the chunk's weight gradient while its gM is in cache
-                if a == lo:
-                    np.matmul(Vt[:, :, a * t:e * t], gM, out=dUs[i])
-                else:
-                    np.matmul(Vt[:, :, a * t:e * t], gM, out=tmps[i])
-                    dUs[i] += tmps[i]
+            if in_c:
+                _conv.wino_backward_chunks(gt, gMs[i], Ut if need_gx else None,
+                                           dVs[i] if need_gx else None, gx if need_gx else None, V,
+                                           dUs[i], lo, hi, chunk_len(hi - lo, per), padding,
+                                           x_shape[2:])
+            else:
+                for a, e in chunks(lo, hi, per):
+                    gM = gMs[i][:, :(e - a) * t]
+                    _conv.wino_gout(gt, gM, a, e, x_shape[2:], padding)
+                    if need_gx:
+                        dV = dVs[i][:, :(e - a) * t]
+                        np.matmul(gM, Ut, out=dV)
+                        _conv.wino_gin(dV, gx, a, e, padding, (oh, ow))
+                    # the chunk's weight gradient while its gM is in cache
+                    if a == lo:
+                        np.matmul(Vt[:, :, a * t:e * t], gM, out=dUs[i])
+                    else:
+                        np.matmul(Vt[:, :, a * t:e * t], gM, out=tmps[i])
+                        dUs[i] += tmps[i]
 
         parallel.run(part, ranges)
         dU = dUs[0] if nparts == 1 else np.add.reduce(dUs, axis=0,

@@ -32,6 +32,7 @@ from libc.stdlib cimport free, malloc
 from libc.stdint cimport int32_t
 from libc.string cimport memset
 
+from fastnn._kernels cimport _blas
 from fastnn._kernels cimport _codes as K
 
 cnp.import_array()
@@ -701,3 +702,148 @@ def wino_wgrad(cnp.ndarray dU, cnp.ndarray gw, bint accumulate):
             _wino_wgrad(<const double *>dp, <double *>gp, O, Cn, accumulate)
         else:
             _wino_wgrad(<const float *>dp, <float *>gp, O, Cn, accumulate)
+
+
+# -- Winograd chunk loops: a part of the batch in one call (GEMMs through _blas) ----------
+# The loops of fastnn._engine.conv's Winograd parts, for when _blas has an entry point:
+# each chunk's transforms and its 16 point GEMMs run without the GIL between them.
+
+cdef inline int _gemm(bint ta, bint tb, Py_ssize_t m, Py_ssize_t n, Py_ssize_t k, const floating *a,
+                      Py_ssize_t lda, const floating *b, Py_ssize_t ldb, double beta, floating *c,
+                      Py_ssize_t ldc) noexcept nogil:
+    if floating is float:
+        return _blas.gemm_f32(ta, tb, m, n, k, a, lda, b, ldb, <float>beta, c, ldc)
+    else:
+        return _blas.gemm_f64(ta, tb, m, n, k, a, lda, b, ldb, beta, c, ldc)
+
+
+cdef inline void _ccheck(int rc) except *:
+    if rc == -1:
+        raise RuntimeError("conv2d (Winograd): BLAS has no entry point for the C loop, or a size "
+                           "exceeds its integers")
+    _wcheck(rc)
+
+
+cdef int _wino_fwd_chunks(const floating *x, floating *V, Py_ssize_t vps, const floating *U,
+                          floating *M, Py_ssize_t mps, floating *y, const floating *bias,
+                          Py_ssize_t lo, Py_ssize_t hi, Py_ssize_t step, Py_ssize_t Cn,
+                          Py_ssize_t O, const fnn_conv_geom *g, int act, double slope) noexcept nogil:
+    cdef Py_ssize_t T = _tiles(g), P = g.oh * g.ow, a = lo, e, r, xi
+    cdef int rc
+    while a < hi:
+        e = min(hi, a + step)
+        r = (e - a) * T
+        rc = _wino_in_images(x, V, a, e, Cn, vps, g)
+        if rc != 0:
+            return rc
+        for xi in range(16):
+            rc = _gemm(False, False, r, O, Cn, V + xi * vps + a * T * Cn, Cn, U + xi * Cn * O, O,
+                       0.0, M + xi * mps, O)
+            if rc != 0:
+                return rc
+        rc = _wino_out(M, y + a * O * P, bias, e - a, O, mps, g)
+        if rc != 0:
+            return rc
+        if act != K.ACT_IDENTITY:
+            _bias_act(y, <const floating *>NULL, a, e, O, P, act, slope)
+        a = e
+    return 0
+
+
+def wino_forward_chunks(cnp.ndarray x, cnp.ndarray V, cnp.ndarray U, cnp.ndarray M, cnp.ndarray y,
+                        object bias, Py_ssize_t lo, Py_ssize_t hi, Py_ssize_t step, tuple p, int act,
+                        double slope):
+    """Images lo..hi in chunks of ``step``: wino_in into V, M[xi] = V[xi] @ U[xi] for the
+    16 points (M: the part's chunk array), wino_out (+ bias) into y, then act."""
+    cdef Py_ssize_t Cn = cnp.PyArray_DIM(x, 1), O = cnp.PyArray_DIM(y, 1)
+    cdef Py_ssize_t vps = _points(V), mps = _points(M)
+    cdef fnn_conv_geom g = _wgeom((cnp.PyArray_DIM(x, 2), cnp.PyArray_DIM(x, 3)), p,
+                                  (cnp.PyArray_DIM(y, 2), cnp.PyArray_DIM(y, 3)))
+    cdef void *xp = cnp.PyArray_DATA(x)
+    cdef void *vp = cnp.PyArray_DATA(V)
+    cdef void *up = cnp.PyArray_DATA(U)
+    cdef void *mp = cnp.PyArray_DATA(M)
+    cdef void *yp = cnp.PyArray_DATA(y)
+    cdef void *bp = _data(bias)
+    cdef int rc
+    if step < 1:
+        raise ValueError(f"step must be >= 1; received {step}")
+    cdef bint f64 = _is_f64(x)
+    with nogil:
+        if f64:
+            rc = _wino_fwd_chunks(<const double *>xp, <double *>vp, vps, <const double *>up,
+                                  <double *>mp, mps, <double *>yp, <const double *>bp, lo, hi, step,
+                                  Cn, O, &g, act, slope)
+        else:
+            rc = _wino_fwd_chunks(<const float *>xp, <float *>vp, vps, <const float *>up,
+                                  <float *>mp, mps, <float *>yp, <const float *>bp, lo, hi, step,
+                                  Cn, O, &g, act, slope)
+    _ccheck(rc)
+
+
+cdef int _wino_bwd_chunks(const floating *gt, floating *gM, Py_ssize_t gps, const floating *Ut,
+                          floating *dV, Py_ssize_t dps, floating *gx, const floating *V,
+                          Py_ssize_t vps, floating *dU, Py_ssize_t lo, Py_ssize_t hi,
+                          Py_ssize_t step, Py_ssize_t Cn, Py_ssize_t O,
+                          const fnn_conv_geom *g) noexcept nogil:
+    cdef Py_ssize_t T = _tiles(g), a = lo, e, r, xi
+    cdef int rc
+    while a < hi:
+        e = min(hi, a + step)
+        r = (e - a) * T
+        rc = _wino_gout_images(gt, gM, a, e, O, gps, g)
+        if rc != 0:
+            return rc
+        if dV != NULL:
+            for xi in range(16):
+                rc = _gemm(False, False, r, Cn, O, gM + xi * gps, O, Ut + xi * O * Cn, Cn, 0.0,
+                           dV + xi * dps, Cn)
+                if rc != 0:
+                    return rc
+            rc = _wino_gin_images(dV, gx, a, e, Cn, dps, g)
+            if rc != 0:
+                return rc
+        # the chunk's weight gradient while its gM is in cache, summed over the chunks
+        for xi in range(16):
+            rc = _gemm(True, False, Cn, O, r, V + xi * vps + a * T * Cn, Cn, gM + xi * gps, O,
+                       0.0 if a == lo else 1.0, dU + xi * Cn * O, O)
+            if rc != 0:
+                return rc
+        a = e
+    return 0
+
+
+def wino_backward_chunks(cnp.ndarray gt, cnp.ndarray gM, object Ut, object dV, object gx,
+                         cnp.ndarray V, cnp.ndarray dU, Py_ssize_t lo, Py_ssize_t hi,
+                         Py_ssize_t step, tuple p, tuple hw):
+    """Images lo..hi in chunks of ``step``: wino_gout of gt into gM; with Ut/dV/gx (else
+    None), dV[xi] = gM[xi] @ Ut[xi] and wino_gin into gx; dU[xi] (16, C, O) = the sum
+    over the chunks of V[xi]^T @ gM[xi]."""
+    cdef Py_ssize_t O = cnp.PyArray_DIM(gt, 1), Cn = cnp.PyArray_DIM(dU, 1)
+    cdef Py_ssize_t gps = _points(gM), vps = _points(V), dps = 0
+    cdef fnn_conv_geom g = _wgeom(hw, p, (cnp.PyArray_DIM(gt, 2), cnp.PyArray_DIM(gt, 3)))
+    cdef void *tp = cnp.PyArray_DATA(gt)
+    cdef void *mp = cnp.PyArray_DATA(gM)
+    cdef void *vp = cnp.PyArray_DATA(V)
+    cdef void *up = _data(Ut)
+    cdef void *dvp = _data(dV)
+    cdef void *xp = _data(gx)
+    cdef void *dup = cnp.PyArray_DATA(dU)
+    cdef int rc
+    if step < 1:
+        raise ValueError(f"step must be >= 1; received {step}")
+    if (Ut is None) != (dV is None) or (dV is None) != (gx is None):
+        raise ValueError("Ut, dV and gx are given together, or not at all")
+    if dV is not None:
+        dps = _points(dV)
+    cdef bint f64 = _is_f64(gt)
+    with nogil:
+        if f64:
+            rc = _wino_bwd_chunks(<const double *>tp, <double *>mp, gps, <const double *>up,
+                                  <double *>dvp, dps, <double *>xp, <const double *>vp, vps,
+                                  <double *>dup, lo, hi, step, Cn, O, &g)
+        else:
+            rc = _wino_bwd_chunks(<const float *>tp, <float *>mp, gps, <const float *>up,
+                                  <float *>dvp, dps, <float *>xp, <const float *>vp, vps,
+                                  <float *>dup, lo, hi, step, Cn, O, &g)
+    _ccheck(rc)
