@@ -82,13 +82,13 @@ def test_winograd_parts_run_the_c_loops_and_match_the_numpy_loops(threads, c_gem
     with fn.threads(threads):
         got = _conv_step(x)
         assert calls.count("wino_forward_chunks") == threads == calls.count("wino_backward_chunks")
-        monkeypatch.setattr(econv, "C_LOOPS", False)
+        monkeypatch.setattr(blas, "C_LOOPS", False)
         want = _conv_step(x)
         assert len(calls) == 2 * threads
-        monkeypatch.setattr(econv, "C_LOOPS", True)
+        monkeypatch.setattr(blas, "C_LOOPS", True)
         _blas.set_gemm(0, 0, False)
         try:
-            assert not econv.c_loops()
+            assert not blas.c_loops()
             cleared = _conv_step(x)
         finally:
             blas._state["tried"] = False

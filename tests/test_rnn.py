@@ -4,10 +4,29 @@ import numpy as np
 import pytest
 
 import fastnn as fn
+from fastnn._engine import blas
 from fastnn._kernels import _rnn
 from conftest import numeric_grad
 
 KINDS = ["lstm", "rnn_tanh", "rnn_relu"]
+
+
+@pytest.fixture(params=["c", "numpy"])
+def loops(request, monkeypatch):
+    """The time loops in C (GEMMs through fastnn._engine.blas; skipped without an entry
+    point) or in NumPy."""
+    if request.param == "c":
+        if not blas.c_loops():
+            pytest.skip("no BLAS entry point for the C loops (fastnn._engine.blas)")
+        calls = []
+        for name in ("forward_loop", "backward_loop"):
+            real = getattr(_rnn, name)
+            monkeypatch.setattr(_rnn, name, lambda *a, _r=real, _n=name: (calls.append(_n), _r(*a))[1])
+        yield calls
+        assert "forward_loop" in calls and "backward_loop" in calls, calls
+    else:
+        monkeypatch.setattr(blas, "C_LOOPS", False)
+        yield None
 
 
 # --------------------------------------------------------------------------------------
@@ -132,7 +151,8 @@ def seq_shape(n, t, f, batch_first):
 @pytest.mark.parametrize("kind", KINDS)
 @pytest.mark.parametrize("batch_first", [True, False], ids=["batch_first", "time_major"])
 @pytest.mark.parametrize("with_state", [False, True], ids=["zero_state", "given_state"])
-def test_matches_numpy_reference(kind, batch_first, with_state, dtype, n_threads, rng, assert_close):
+def test_matches_numpy_reference(kind, batch_first, with_state, dtype, n_threads, rng, assert_close,
+                                 loops):
     n, t, i, h = 5, 7, 6, 8
     m = make(kind, i, h, dtype, batch_first, seed=3)
     x = rng.standard_normal(seq_shape(n, t, i, batch_first)).astype(dtype)
@@ -521,7 +541,7 @@ def test_bad_input_raises_and_leaves_model_unchanged(kind, rng):
 
 @pytest.mark.parametrize("kind", KINDS)
 @pytest.mark.parametrize("batch_split", [False, True], ids=["one_thread", "batch_split"])
-def test_backward_without_input_grad(kind, batch_split, rng, assert_close, monkeypatch):
+def test_backward_without_input_grad(kind, batch_split, rng, assert_close, monkeypatch, loops):
     """The internal backward of a first layer (no input gradient wanted) still gives
     the parameter gradients and the initial-state gradient."""
     from fastnn.nn import rnn as rnn_mod
@@ -552,7 +572,7 @@ def test_backward_without_input_grad(kind, batch_split, rng, assert_close, monke
 @pytest.mark.parametrize("with_state", [False, True], ids=["zero_state", "given_state"])
 @pytest.mark.parametrize("threads", [2, 3, 4])
 def test_batch_split_matches_reference(kind, n, with_state, threads, dtype, rng, assert_close,
-                                       monkeypatch):
+                                       monkeypatch, loops):
     """With several threads and enough work (forced here), parts of the batch (one per
     thread, at most one per sequence) run on the threads in their own buffers: same
     outputs and gradients, the parameter gradients of the parts summed and accumulated."""

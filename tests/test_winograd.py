@@ -15,6 +15,7 @@ from threadpoolctl import threadpool_info
 
 import fastnn as fn
 from fastnn import nn, ops
+from fastnn._engine import blas
 from fastnn._engine import conv as econv
 from fastnn._engine import parallel as _parallel
 from fastnn._kernels import _conv
@@ -303,10 +304,10 @@ def _use_loops(loops, monkeypatch):
     """Winograd parts with their chunk loops in C ("c": skipped when fastnn found no BLAS
     entry point) or in NumPy ("numpy")."""
     if loops == "c":
-        if not econv.c_loops():
+        if not blas.c_loops():
             pytest.skip("no BLAS entry point for the C loops (fastnn._engine.blas)")
     else:
-        monkeypatch.setattr(econv, "C_LOOPS", False)
+        monkeypatch.setattr(blas, "C_LOOPS", False)
 
 
 def _case_arrays(case, dtype, rng, with_bias=True):

@@ -14,6 +14,10 @@ import numpy as np
 
 from fastnn._kernels import _blas
 
+# The kernels' C loops (Winograd conv parts, the RNN/LSTM time loops) call BLAS
+# themselves when an entry point was found; False: their NumPy loops (the tests compare).
+C_LOOPS = True
+
 # (prefix, suffix, 64-bit integers), in the order tried
 _NAMES = (("scipy_", "64_", True), ("", "64_", True), ("", "", False))
 _state = {"tried": False, "source": None}
@@ -63,6 +67,11 @@ def ready():
                 break
             _blas.set_gemm(0, 0, False)
     return _blas.available()
+
+
+def c_loops():
+    """Whether the kernels' C loops run (C_LOOPS and an entry point found)."""
+    return C_LOOPS and ready()
 
 
 def source():

@@ -58,17 +58,6 @@ def use_direct(k, stride, width, dtype):
     return DIRECT and stride == (1, 1) and k != (1, 1) and direct_fits(width, dtype)
 
 
-# A Winograd part runs its chunk loop (transforms and point GEMMs) as one C call, with
-# BLAS reached from C (fastnn._engine.blas), instead of a NumPy loop that takes the GIL
-# between its steps, where the other parts queue for it.  False, or no BLAS entry point
-# found: the NumPy loop (the tests compare the two).
-C_LOOPS = True
-
-
-def c_loops():
-    return C_LOOPS and blas.ready()
-
-
 # Work is done a chunk of images at a time, sized so that a chunk's columns (or
 # transformed tiles) stay in L2 between the loop that writes them and the GEMM
 # that reads them.
@@ -160,7 +149,7 @@ def forward_into(x, w, b, stride, padding, oh, ow, bufs, y, act, slope, after=No
         per = 16 * max(c, o) * t
         Ms = [point_blocks(bufs, f"wino_M{i}", chunk_len(longest, per) * t, o, x.dtype)
               for i in range(len(ranges))]
-        in_c = c_loops()
+        in_c = blas.c_loops()   # the chunk loop as one C call: no GIL between its steps
 
         def part(i, lo, hi):
             if in_c:
@@ -251,7 +240,7 @@ def backward_into(grad_y, y, x_shape, w, stride, padding, st, bufs, gw, gw_acc, 
         dVs = [point_blocks(bufs, f"wino_dV{i}", rows, c, dt)
                for i in range(nparts)] if need_gx else None
         dUs = bufs.get("wino_dU", (nparts, 16, c, o), dt)
-        in_c = c_loops()
+        in_c = blas.c_loops()   # the chunk loop as one C call: no GIL between its steps
         tmps = None if in_c else [bufs.get(f"wino_dUc{i}", (16, c, o), dt) for i in range(nparts)]
 
         def part(i, lo, hi):

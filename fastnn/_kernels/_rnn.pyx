@@ -2,10 +2,12 @@
 
 Design note
 -----------
-The Python layer (fastnn/nn/rnn.py) runs every matrix product through
-``np.matmul(..., out=buf)``: the input projection of the whole sequence as one
-GEMM before the loop, the recurrent product h_{t-1} @ W_hh^T once per step, and
-in backward the weight and input gradients as one GEMM each after the loop.
+The Python layer (fastnn/nn/rnn.py) runs the input projection of the whole
+sequence as one GEMM before the loop and the weight gradients as one GEMM after
+it (``np.matmul(..., out=buf)``); the time loops in between (the recurrent
+product h_{t-1} @ W_hh^T per step, in backward dz_t @ [W_hh | W_ih]) are
+``forward_loop`` / ``backward_loop`` at the end of this module, which call BLAS
+through fastnn._kernels._blas, or, without it, per step from Python.
 What is left per step is element-wise and runs here, in ONE pass over the step's
 rows: forward adds the recurrent product and the bias to the input projection,
 applies the gate nonlinearities, updates the cell and writes h_t (to the output
@@ -26,6 +28,10 @@ second thread costs more than it saves.  Kernels never raise; the caller
 validates shapes, dtypes and contiguity.
 """
 cimport numpy as cnp
+from cython cimport floating
+from libc.string cimport memset
+
+from fastnn._kernels cimport _blas
 
 cnp.import_array()
 
@@ -199,3 +205,166 @@ def sigmoid_tanh(cnp.ndarray x, cnp.ndarray sig_out, cnp.ndarray tanh_out):
             fnn_sigmoid_tanh_f64(<const double *>xp, <double *>sp, <double *>tp, n)
         else:
             fnn_sigmoid_tanh_f32(<const float *>xp, <float *>sp, <float *>tp, n)
+
+
+# -- the time loops in C (GEMMs through _blas) ----------------------------------------------
+# The per-step loops of fastnn/nn/rnn.py for when _blas has an entry point: a whole
+# forward or backward through time in one call, without the GIL between its steps (the
+# parts of a batch split then never queue for it).  Same arrays as the step kernels.
+
+cdef inline int _gemm(bint ta, bint tb, Py_ssize_t m, Py_ssize_t n, Py_ssize_t k, const floating *a,
+                      Py_ssize_t lda, const floating *b, Py_ssize_t ldb, floating *c,
+                      Py_ssize_t ldc) noexcept nogil:
+    if floating is float:
+        return _blas.gemm_f32(ta, tb, m, n, k, a, lda, b, ldb, 0.0, c, ldc)
+    else:
+        return _blas.gemm_f64(ta, tb, m, n, k, a, lda, b, ldb, 0.0, c, ldc)
+
+
+cdef int _forward_loop(bint lstm, bint relu, Py_ssize_t n, Py_ssize_t h, Py_ssize_t steps, bint bf,
+                       floating *hx, Py_ssize_t hw, const floating *whhT, floating *rec,
+                       const floating *bias, floating *gates, floating *c, const floating *c0,
+                       floating *y, bint zero_h0) noexcept nogil:
+    cdef Py_ssize_t g = (4 if lstm else 1) * h, ys = (steps if bf else 1) * h, t
+    cdef floating *yp
+    cdef floating *hn
+    cdef int rc
+    for t in range(steps):
+        if t == 0 and zero_h0:
+            memset(rec, 0, n * g * sizeof(floating))
+        else:
+            rc = _gemm(False, False, n, g, h, hx + t * n * hw, hw, whhT, g, rec, g)
+            if rc != 0:
+                return rc
+        yp = y + (t if bf else t * n) * h
+        hn = hx + (t + 1) * n * hw if t + 1 < steps else NULL
+        if floating is float:
+            if lstm:
+                fnn_lstm_fwd_step_f32(n, h, rec, bias, gates + t * n * g, g,
+                                      c0 if t == 0 else c + (t - 1) * n * h, h, c + t * n * h, h,
+                                      yp, ys, hn, hw)
+            else:
+                fnn_rnn_fwd_step_f32(n, h, rec, bias, gates + t * n * g, h, yp, ys, hn, hw, relu)
+        else:
+            if lstm:
+                fnn_lstm_fwd_step_f64(n, h, rec, bias, gates + t * n * g, g,
+                                      c0 if t == 0 else c + (t - 1) * n * h, h, c + t * n * h, h,
+                                      yp, ys, hn, hw)
+            else:
+                fnn_rnn_fwd_step_f64(n, h, rec, bias, gates + t * n * g, h, yp, ys, hn, hw, relu)
+    return 0
+
+
+def forward_loop(bint lstm, bint relu, bint batch_first, cnp.ndarray hx, cnp.ndarray whhT,
+                 cnp.ndarray rec, object bias, cnp.ndarray gates, object c, object c0,
+                 cnp.ndarray y, bint zero_h0):
+    """The forward through time of fastnn/nn/rnn.py after the input projection: per
+    step rec = h_{t-1} @ W_hh^T from hx's first h columns (zeros at step 0 when
+    zero_h0), then the LSTM (c, c0 given) or RNN step kernel above.  Returns False
+    (nothing run) when _blas has no entry point."""
+    cdef Py_ssize_t n = cnp.PyArray_DIM(rec, 0), h = cnp.PyArray_DIM(whhT, 0)
+    cdef Py_ssize_t steps = cnp.PyArray_DIM(hx, 0) // n, hw = cnp.PyArray_DIM(hx, 1)
+    cdef char *hp = _data(hx)
+    cdef char *wp = _data(whhT)
+    cdef char *rp = _data(rec)
+    cdef char *bp = _data(bias)
+    cdef char *gp = _data(gates)
+    cdef char *cp = _data(c)
+    cdef char *c0p = _data(c0)
+    cdef char *yp = _data(y)
+    cdef bint f64 = cnp.PyArray_TYPE(rec) == cnp.NPY_DOUBLE
+    cdef int rc
+    if lstm and (c is None or c0 is None):
+        raise ValueError("forward_loop: an LSTM needs c and c0")
+    with nogil:
+        if f64:
+            rc = _forward_loop(lstm, relu, n, h, steps, batch_first, <double *>hp, hw,
+                               <const double *>wp, <double *>rp, <const double *>bp, <double *>gp,
+                               <double *>cp, <const double *>c0p, <double *>yp, zero_h0)
+        else:
+            rc = _forward_loop(lstm, relu, n, h, steps, batch_first, <float *>hp, hw,
+                               <const float *>wp, <float *>rp, <const float *>bp, <float *>gp,
+                               <float *>cp, <const float *>c0p, <float *>yp, zero_h0)
+    return rc == 0
+
+
+cdef int _backward_loop(bint lstm, bint relu, Py_ssize_t n, Py_ssize_t h, Py_ssize_t steps, bint bf,
+                        const floating *gates, const floating *c, const floating *c0,
+                        const floating *y, const floating *gy, floating *dh, floating *dc,
+                        floating *dz, double *acc, const floating *w, Py_ssize_t ww,
+                        floating *dhx) noexcept nogil:
+    cdef Py_ssize_t g = (4 if lstm else 1) * h, ys = (steps if bf else 1) * h, t, dhs = h
+    cdef const floating *dh_rec = dh
+    cdef const floating *gyp
+    cdef int rc
+    t = steps - 1
+    while t >= 0:
+        gyp = gy + (t if bf else t * n) * h
+        if floating is float:
+            if lstm:
+                fnn_lstm_bwd_step_f32(n, h, gates + t * n * g, g, c + t * n * h, h,
+                                      c0 if t == 0 else c + (t - 1) * n * h, h, gyp, ys, dh_rec, dhs,
+                                      dc, dz + t * n * g, g, acc)
+            else:
+                fnn_rnn_bwd_step_f32(n, h, y + (t if bf else t * n) * h, ys, gyp, ys, dh_rec, dhs,
+                                     dz + t * n * g, h, acc, relu)
+        else:
+            if lstm:
+                fnn_lstm_bwd_step_f64(n, h, gates + t * n * g, g, c + t * n * h, h,
+                                      c0 if t == 0 else c + (t - 1) * n * h, h, gyp, ys, dh_rec, dhs,
+                                      dc, dz + t * n * g, g, acc)
+            else:
+                fnn_rnn_bwd_step_f64(n, h, y + (t if bf else t * n) * h, ys, gyp, ys, dh_rec, dhs,
+                                     dz + t * n * g, h, acc, relu)
+        if dhx != NULL:   # [grad h_{t-1} | grad x_t] = dz_t @ [W_hh | W_ih]
+            rc = _gemm(False, False, n, ww, g, dz + t * n * g, g, w, ww, dhx + t * n * ww, ww)
+            dh_rec = dhx + t * n * ww
+            dhs = ww
+        else:             # grad h_{t-1} = dz_t @ W_hh
+            rc = _gemm(False, False, n, h, g, dz + t * n * g, g, w, ww, dh, h)
+        if rc != 0:
+            return rc
+        t -= 1
+    return 0
+
+
+def backward_loop(bint lstm, bint relu, bint batch_first, cnp.ndarray gates, object c, object c0,
+                  cnp.ndarray y, cnp.ndarray grad_y, cnp.ndarray dh, object dc, cnp.ndarray dz,
+                  object acc, cnp.ndarray w, object dhx):
+    """The backward through time of fastnn/nn/rnn.py before the weight-gradient GEMM: per
+    step (last to first) the LSTM (c, c0, dc given) or RNN step kernel above, then
+    dhx rows of the step = dz_t @ w with w = [W_hh | W_ih] (dhx given), or
+    dh = dz_t @ w with w = W_hh (dhx None).  dh holds grad h_n in; without dhx it
+    holds grad h_0 out (with dhx: dhx's first rows, first h columns).  Returns
+    False (nothing run) when _blas has no entry point."""
+    cdef Py_ssize_t n = cnp.PyArray_DIM(dh, 0), h = cnp.PyArray_DIM(dh, 1)
+    cdef Py_ssize_t steps = cnp.PyArray_DIM(dz, 0) // n, ww = cnp.PyArray_DIM(w, 1)
+    cdef char *gp = _data(gates)
+    cdef char *cp = _data(c)
+    cdef char *c0p = _data(c0)
+    cdef char *yp = _data(y)
+    cdef char *gyp = _data(grad_y)
+    cdef char *dhp = _data(dh)
+    cdef char *dcp = _data(dc)
+    cdef char *dzp = _data(dz)
+    cdef double *ap = <double *>_data(acc)
+    cdef char *wp = _data(w)
+    cdef char *dxp = _data(dhx)
+    cdef bint f64 = cnp.PyArray_TYPE(dz) == cnp.NPY_DOUBLE
+    cdef int rc
+    if lstm and (c is None or c0 is None or dc is None):
+        raise ValueError("backward_loop: an LSTM needs c, c0 and dc")
+    if dhx is not None and cnp.PyArray_DIM(<cnp.ndarray>dhx, 1) != ww:
+        raise ValueError("backward_loop: dhx and w must have the same width")
+    with nogil:
+        if f64:
+            rc = _backward_loop(lstm, relu, n, h, steps, batch_first, <const double *>gp,
+                                <const double *>cp, <const double *>c0p, <const double *>yp,
+                                <const double *>gyp, <double *>dhp, <double *>dcp, <double *>dzp, ap,
+                                <const double *>wp, ww, <double *>dxp)
+        else:
+            rc = _backward_loop(lstm, relu, n, h, steps, batch_first, <const float *>gp,
+                                <const float *>cp, <const float *>c0p, <const float *>yp,
+                                <const float *>gyp, <float *>dhp, <float *>dcp, <float *>dzp, ap,
+                                <const float *>wp, ww, <float *>dxp)
+    return rc == 0

@@ -16,6 +16,10 @@ copy of x and nothing else.
   one GEMM ``dz_t @ [weight_hh | weight_ih]`` gives the gradients w.r.t. h_{t-1}
   and x_t together.  Both weight gradients are ONE GEMM over the whole sequence,
   ``dz^T @ [h_{t-1} | x_t]`` (h_{t-1} and x_t are stored side by side for this).
+- each time loop (forward after the input projection, backward before the weight
+  gradients) is one C call, ``_rnn.forward_loop`` / ``backward_loop``, calling BLAS
+  itself (fastnn._engine.blas), so no step takes the GIL; without a BLAS entry point
+  the same steps run from Python.
 - threads: with several threads (fastnn.threads) and a large enough batch_first
   problem, parts of the batch (one per thread, at least BATCH_SPLIT_MIN_ROWS
   sequences each) run as independent recurrences (BATCH_SPLIT); otherwise the GEMMs use BLAS's threads and the
@@ -29,7 +33,7 @@ copies of the public ``forward``/``backward``.
 import numpy as np
 
 from fastnn import _checks as C
-from fastnn._engine import parallel
+from fastnn._engine import blas, parallel
 from fastnn._kernels import _rnn
 from fastnn._engine.buffers import Buffers, owned_copy
 from fastnn.nn.module import Module, Parameter
@@ -222,6 +226,9 @@ class _Recurrent(Module):
         bf = self.batch_first
 
         np.matmul(hx[:, H:], wih.T, out=gates)   # input projection of the whole sequence
+        if blas.c_loops() and _rnn.forward_loop(lstm, relu, bf, hx, whhT, rec, bias, gates, cs, c0b,
+                                                y, h0 is None):
+            return hx, gates, cs, c0b, y, n, t
         for k in range(t):
             if k == 0 and h0 is None:
                 rec[...] = 0
@@ -327,17 +334,22 @@ class _Recurrent(Module):
         gw = b.get("gw", (G, H + I), dt)
 
         dh_rec = dh
-        for k in range(t - 1, -1, -1):
-            if lstm:
-                _rnn.lstm_backward_step(k, t, bf, gates, cs, c0b, gy, dh_rec, dc, dz, acc)
-            else:
-                _rnn.rnn_backward_step(k, t, bf, y, gy, dh_rec, dz, acc, relu)
-            r = slice(k * n, (k + 1) * n)
-            if need_input_grad:
-                np.matmul(dz[r], wcat, out=dhx[r])
-                dh_rec = dhx[r, :H]
-            else:
-                np.matmul(dz[r], whh, out=dh)
+        w = wcat if need_input_grad else np.ascontiguousarray(whh)
+        if blas.c_loops() and _rnn.backward_loop(lstm, relu, bf, gates, cs, c0b, y, gy, dh, dc, dz, acc,
+                                                 w, dhx if need_input_grad else None):
+            dh_rec = dhx[:n, :H] if need_input_grad else dh
+        else:
+            for k in range(t - 1, -1, -1):
+                if lstm:
+                    _rnn.lstm_backward_step(k, t, bf, gates, cs, c0b, gy, dh_rec, dc, dz, acc)
+                else:
+                    _rnn.rnn_backward_step(k, t, bf, y, gy, dh_rec, dz, acc, relu)
+                r = slice(k * n, (k + 1) * n)
+                if need_input_grad:
+                    np.matmul(dz[r], wcat, out=dhx[r])
+                    dh_rec = dhx[r, :H]
+                else:
+                    np.matmul(dz[r], w, out=dh)
         # both weight gradients: ONE GEMM over the whole sequence
         np.matmul(dz.T, hx, out=gw)
         if not need_input_grad:
