@@ -27,6 +27,7 @@ def test_show_config_keys_and_types():
     assert isinstance(cfg["simd"], str) and cfg["simd"]
     assert cfg["blas"] is not None
     assert isinstance(cfg["blas"], (list, dict, str))
+    assert cfg["c_loops_gemm"] is None or "cblas_sgemm" in cfg["c_loops_gemm"]
 
 
 def test_show_config_follows_thread_setting():

@@ -158,10 +158,13 @@ def show_config():
     dict
         ``version``; ``openmp`` (bool, built with OpenMP); ``num_threads`` (fastnn's
         setting); ``blas`` (threadpoolctl's description of the BLAS pools);
-        ``simd`` (the SIMD path of the C inner loops).
+        ``simd`` (the SIMD path of the C inner loops); ``c_loops_gemm`` (the
+        library and symbol that the kernels' C loops call for GEMMs, or None
+        when they run their steps from Python: fastnn._engine.blas).
     """
     from threadpoolctl import threadpool_info
 
+    from fastnn._engine import blas
     from fastnn._kernels import _common
     from fastnn._version import __version__
 
@@ -171,4 +174,5 @@ def show_config():
         "num_threads": get_num_threads(),
         "blas": [info for info in threadpool_info() if info.get("user_api") == "blas"],
         "simd": _common.simd_path(),
+        "c_loops_gemm": blas.source(),
     }

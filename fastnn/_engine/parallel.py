@@ -11,7 +11,9 @@ duration, so the parts never oversubscribe the cores.  The hand-off is a pair
 of counters in C (``_common.Team``): the workers and the caller spin on them for
 up to SPIN_NS without the GIL before they sleep.  A worker still waits for the
 GIL to start its part (30-60 us on the 2-core VM, while the caller runs part 0's
-Python code up to its first kernel); moving whole parts into C would remove that.
+Python code up to its first kernel); the Winograd conv parts and the RNN/LSTM
+time loops then run as one C call each (BLAS from C, fastnn._engine.blas), so
+that they do not queue for the GIL again at every step.
 
 The callers fetch every buffer before :func:`run` (``_Buffers`` is not meant
 for concurrent use) and give each part its own scratch arrays and partial sums.
