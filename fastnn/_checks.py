@@ -220,6 +220,14 @@ def positive_int(value, name):
     return int(value)
 
 
+def nonneg_int(value, name):
+    if isinstance(value, (bool, np.bool_)) or not isinstance(value, numbers.Integral):
+        raise TypeError(f"{name} must be a non-negative integer. Received: {value!r}")
+    if value < 0:
+        raise ValueError(f"{name} must be a non-negative integer. Received: {name}={value}")
+    return int(value)
+
+
 def real(value, name, low=None, high=None, low_open=False, high_open=False, allow_none=False):
     """A finite real hyperparameter within [low, high] (open ends on request; None if allowed)."""
     if value is None and allow_none:

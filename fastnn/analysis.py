@@ -52,17 +52,17 @@ class _ModelState:
     model, restored exactly by ``restore()`` (values copied back in place)."""
 
     def __init__(self, model):
-        self.params = [(p, p.data.copy(), p._grad, p._grad.copy(), p._grad_zero)
+        self.params = [(p, p.data.copy(), p.grad_is_zero, p.grad, p.grad.copy())
                        for p in model.parameters()]
         self.buffers = [(b, b.copy()) for m in model.modules() for b in m._buffers.values()]
 
     def restore(self):
-        for p, data, grad_obj, grad, grad_zero in self.params:
+        for p, data, grad_zero, grad_obj, grad in self.params:
             np.copyto(p.data, data)
-            p._grad = grad_obj
-            if isinstance(grad_obj, np.ndarray) and grad_obj.shape == grad.shape:
-                np.copyto(grad_obj, grad)
-            p._grad_zero = grad_zero
+            np.copyto(grad_obj, grad)
+            p.grad = grad_obj
+            if grad_zero:
+                p.zero_grad()
         for b, value in self.buffers:
             np.copyto(b, value)
 

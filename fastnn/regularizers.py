@@ -43,7 +43,7 @@ class Regularizer:
         """Add the penalty's gradient into each weight's ``.grad``; return the penalty."""
         total = 0.0
         for p in (self.weights(model) if weights is None else weights):
-            g, accumulate = p._grad_target()
+            g, accumulate = p.grad_target()
             if not accumulate:
                 g[...] = 0
             if g.strides != p.data.strides:

@@ -31,6 +31,7 @@ from fastnn._engine.config import n_threads_for
 from fastnn._kernels import _data, _optim
 from fastnn.callbacks import Callback, CSVLogger, LambdaCallback, ModelCheckpoint
 from fastnn.losses import CrossEntropyLoss, Loss
+from fastnn.nn import Dropout
 from fastnn.nn.module import Module, backward_step, forward_step
 
 
@@ -885,7 +886,7 @@ def _run_epochs(ranks, model, loss, optimizer, data, val, epochs, rng, run, hist
                 have = xb is not _END
                 if have:
                     for p in params:
-                        p._grad_zero = True
+                        p.zero_grad()
                 if have and xb is not None:  # None: this rank's part of the global batch is empty
                     k = xb.shape[0]
                     ranks.place_rows(data, k)
@@ -1077,7 +1078,7 @@ class _Ranks:
         dist_mod.broadcast_state(optimizer, 0, self.comm)
         rng.bit_generator.state = self.comm.bcast(rng.bit_generator.state, root=0)
         self.grads = dist_mod.flat_gradients(model)
-        self.drops = [m for m in model.modules() if hasattr(m, "_row_offset")]   # Dropout layers
+        self.drops = [m for m in model.modules() if isinstance(m, Dropout)]
         # failed ranks, ranks with a batch, sum of loss * rows, rows, correct, ranks with rows,
         # then the Dropout call counters of the ranks with rows
         self.sums = np.zeros(6 + len(self.drops))
@@ -1086,7 +1087,7 @@ class _Ranks:
         # Dropout draws the masks of this part's rows' places in the global batch.
         offset = data.offset if isinstance(data, _ShardedArrays) else self.rank * k
         for m in self.drops:
-            object.__setattr__(m, "_row_offset", offset)
+            m.row_offset = offset
 
     def step(self, exc, have, value, k, correct, where):
         """Agree on this step and sum the gradients (each rank's weighted by its share
@@ -1094,13 +1095,13 @@ class _Ranks:
         s = self.sums
         s[:6] = exc is not None, have, value * k, k, correct, k > 0
         for i, m in enumerate(self.drops):
-            s[6 + i] = m._calls if k > 0 else 0
+            s[6 + i] = m.rng_state()[1] if k > 0 else 0
         self._sum(s)
         if have and k == 0 and s[5] > 0:
             # This rank's part was empty: its Dropout layers did not count the forward,
             # so take the counters of the ranks that ran it (the same on all of them).
             for i, m in enumerate(self.drops):
-                object.__setattr__(m, "_calls", int(round(s[6 + i] / s[5])))
+                m.set_rng_state(m.seed, int(round(s[6 + i] / s[5])))
         if s[0]:
             self.fail(exc, where)
         if s[1] == 0:
@@ -1147,7 +1148,7 @@ class _Ranks:
 
     def end(self, model):
         for m in self.drops:   # empty when begin() did not run: no offsets were set
-            object.__setattr__(m, "_row_offset", 0)
+            m.row_offset = 0
 
 
 def _array_batches(X, y, batch_size, dtype):

@@ -3,6 +3,7 @@ import numpy as np
 import pytest
 
 import fastnn as fn
+from fastnn import nn
 
 
 def test_train_mode_statistics_and_scaling(dtype, n_threads):
@@ -85,3 +86,28 @@ def test_dropout_in_a_model_trains_and_evaluates_deterministically(rng):
     assert h.history["val_accuracy"][-1] > 0.9
     model.eval()
     np.testing.assert_array_equal(model(X), model(X))               # no dropout in eval mode
+
+
+def test_rng_state_round_trip_and_row_offset(rng):
+    """set_rng_state(*rng_state()) on another layer makes its next masks the saved layer's
+    next masks; row_offset shifts a batch onto its rows of a larger batch's masks; bad
+    values are refused with the expected type and range."""
+    x = np.ones((6, 10), np.float32)
+    a = nn.Dropout(0.5, seed=11)
+    a.forward(x)
+    b = nn.Dropout(0.5, seed=99)
+    b.set_rng_state(*a.rng_state())
+    assert b.rng_state() == a.rng_state() == (11, 1)
+    np.testing.assert_array_equal(a.forward(x), b.forward(x))
+    whole = nn.Dropout(0.5, seed=5).forward(x).copy()
+    part = nn.Dropout(0.5, seed=5)
+    part.row_offset = 4
+    np.testing.assert_array_equal(part.forward(x[4:]), whole[4:])
+    assert part.row_offset == 4
+    with pytest.raises(ValueError, match="non-negative"):
+        part.row_offset = -1
+    with pytest.raises(TypeError, match="non-negative integer"):
+        part.set_rng_state(1.5, 0)
+    with pytest.raises(ValueError, match="calls"):
+        part.set_rng_state(1, -2)
+    assert part.row_offset == 4 and part.rng_state() == (5, 1)

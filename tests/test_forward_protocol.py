@@ -286,3 +286,34 @@ def test_sequential_ending_in_recurrent_layer(kind):
     model(x)
     g = np.ones_like(y)
     np.testing.assert_allclose(model.backward(g), alone.backward(g), rtol=1e-6)
+
+
+def test_parameter_gradient_protocol():
+    """zero_grad() is lazy (grad_is_zero; the buffer is not touched), grad_target() says
+    overwrite once and accumulate afterwards, bind_grad() moves the gradient into a new
+    buffer (values copied, a lazy zero kept lazy, bad buffers refused)."""
+    p = nn.Parameter(np.asfortranarray(np.arange(6.0).reshape(2, 3)))
+    g0 = p.grad
+    g0[...] = 7.0
+    assert not p.grad_is_zero
+    buf = np.empty_like(p.data)
+    p.bind_grad(buf)
+    assert p.grad is buf and np.all(buf == 7.0)
+    p.zero_grad()
+    assert p.grad_is_zero and np.all(buf == 7.0)        # lazy: nothing written yet
+    other = np.full_like(p.data, -1.0)
+    p.bind_grad(other)
+    assert p.grad_is_zero and np.all(other == -1.0)     # a lazy zero is not copied
+    target, accumulate = p.grad_target()
+    assert target is other and not accumulate and not p.grad_is_zero
+    assert p.grad_target() == (other, True)
+    p.zero_grad()
+    assert np.all(p.grad == 0) and not p.grad_is_zero   # reading .grad writes the zeros
+    for bad in (np.zeros((3, 2)), np.zeros((2, 3), np.float32), [[0.0] * 3] * 2):
+        with pytest.raises(ValueError, match="bind_grad needs"):
+            p.bind_grad(bad)
+    ro = np.zeros((2, 3))
+    ro.flags.writeable = False
+    with pytest.raises(ValueError, match="writeable"):
+        p.bind_grad(ro)
+    assert p.grad is other

@@ -28,6 +28,8 @@ import weakref
 
 import numpy as np
 
+from fastnn.nn import Dropout
+
 INSTALL_HINT = 'pip install "fastnn-cpu[mpi]"'
 
 _state = {"comm": None}
@@ -138,12 +140,11 @@ def broadcast_parameters(model, root=0, comm=None):
     check_same(comm, {"model": model_signature(model)}, "the model")
     for _, arr in model._named_state():
         _bcast_array(comm, arr, root)
-    drops = [m for m in model.modules() if hasattr(m, "_seed") and hasattr(m, "_calls")]
+    drops = [m for m in model.modules() if isinstance(m, Dropout)]
     if drops:
-        values = comm.bcast([(m._seed, m._calls) for m in drops], root=root)
+        values = comm.bcast([m.rng_state() for m in drops], root=root)
         for m, (seed, calls) in zip(drops, values):
-            object.__setattr__(m, "_seed", seed)
-            object.__setattr__(m, "_calls", calls)
+            m.set_rng_state(seed, calls)
 
 
 def broadcast_state(optimizer, root=0, comm=None):
@@ -227,10 +228,7 @@ class _FlatGrads:
     def bind(self):
         """Point every ``p.grad`` at its view (copying the current values in)."""
         for p, view in self.views:
-            if p._grad is not view:
-                if not p._grad_zero:
-                    np.copyto(view, p._grad)
-                p._grad = view
+            p.bind_grad(view)
 
     def matches(self, params):
         return len(params) == len(self.params) and all(a is b for a, b in zip(params, self.params))
@@ -239,10 +237,8 @@ class _FlatGrads:
         """Scale this rank's gradients by ``scale`` and sum them over ranks, in place."""
         MPI = _mpi()
         self.bind()
-        for p, view in self.views:
-            if p._grad_zero:   # no backward wrote it this step: its contribution is zero
-                view[...] = 0
-                p._grad_zero = False
+        for p, _ in self.views:
+            p.grad   # a lazy zero (no backward wrote it this step) is written out as zeros
         t0 = time.perf_counter()
         for flat in self.flats:
             if scale != 1.0:

@@ -22,9 +22,9 @@ _TAG = "__fastnn__"
 
 def dropout_counters(model):
     """[index in model.modules(), calls] of every Dropout: its masks are counter-based
-    (``Dropout._calls``), so the counter is the layer's whole random state.  This and
-    :func:`set_dropout_counters` are the one place that reads or writes the counter."""
-    return [[i, int(m._calls)] for i, m in enumerate(model.modules()) if isinstance(m, Dropout)]
+    (``Dropout.rng_state()``: seed and forward count), and the seed is part of the
+    model's configuration, so the counter is what a checkpoint adds."""
+    return [[i, m.rng_state()[1]] for i, m in enumerate(model.modules()) if isinstance(m, Dropout)]
 
 
 def set_dropout_counters(model, counters):
@@ -34,7 +34,7 @@ def set_dropout_counters(model, counters):
         raise ValueError(f"the checkpoint has Dropout call counters for module #{bad[0]}, which is not a "
                          f"Dropout in this model")
     for i, calls in counters:
-        object.__setattr__(mods[i], "_calls", int(calls))
+        mods[i].set_rng_state(mods[i].seed, int(calls))
 
 
 class ModuleState(OrderedDict):

@@ -112,8 +112,8 @@ class Conv2d(Module):
         if rows is not None:   # grad_y is the row pass's: its backward runs inside each part
             grad_y, before = rows._rows_backward(grad_y)
         grad_y = C.grad_output(grad_y, y_shape, w.dtype)
-        gw, gw_acc = self.weight._grad_target()
-        gb, gb_acc = (None, False) if self.bias is None else self.bias._grad_target()
+        gw, gw_acc = self.weight.grad_target()
+        gb, gb_acc = (None, False) if self.bias is None else self.bias.grad_target()
         gx = owned_empty(self, "backward", x_shape, w.dtype) if public and need_input_grad else None
         return econv.backward_into(grad_y, y, x_shape, w, self.stride, self.padding, st,
                                        self._bufs, gw, gw_acc, gb, gb_acc, need_input_grad, act,

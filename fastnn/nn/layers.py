@@ -72,8 +72,8 @@ class Linear(Module):
         x, y, act, slope = self._saved
         w = self.weight.data
         grad_y = C.grad_output(grad_y, y.shape, w.dtype)
-        gb, gb_acc = (None, False) if self.bias is None else self.bias._grad_target()
-        gw, gw_acc = self.weight._grad_target()
+        gb, gb_acc = (None, False) if self.bias is None else self.bias.grad_target()
+        gw, gw_acc = self.weight.grad_target()
         gx = self._bufs.get("gx", x.shape, w.dtype) if need_input_grad else None
         return dense.linear_backward(grad_y, x, w, y, act, slope, gw, gw_acc, gb, gb_acc, gx,
                                      self._bufs)
@@ -206,6 +206,30 @@ class Dropout(Module):
         """The seed of the masks (drawn from the OS when the constructor got None)."""
         return self._seed
 
+    # -- for checkpoints and data-parallel fit ------------------------------------------
+    def rng_state(self):
+        """(seed, calls): the layer's whole random state; ``calls`` counts the training
+        forwards drawn so far (each draws the masks of its own stream)."""
+        return self._seed, self._calls
+
+    def set_rng_state(self, seed, calls):
+        """Restore a state from :meth:`rng_state` (the next forward draws the masks that
+        the saved layer's next forward would have drawn)."""
+        seed, calls = C.nonneg_int(seed, "seed"), C.nonneg_int(calls, "calls")
+        object.__setattr__(self, "_seed", seed & _MASK64)
+        object.__setattr__(self, "_calls", calls)
+
+    @property
+    def row_offset(self):
+        """The row of the whole batch where this layer's input starts (0 unless a
+        rank's shard of a larger batch: data-parallel fit sets it, so that each rank
+        draws the masks of its rows of the whole batch)."""
+        return self._row_offset
+
+    @row_offset.setter
+    def row_offset(self, value):
+        object.__setattr__(self, "_row_offset", C.nonneg_int(value, "row_offset"))
+
     def extra_repr(self):
         return f"p={self.p}"
 
@@ -234,7 +258,7 @@ class Dropout(Module):
         if not x.flags.c_contiguous:
             x = np.ascontiguousarray(x)
         key = self._key(self._calls)
-        rows = getattr(self, "_row_offset", 0)
+        rows = self._row_offset
         if rows and x.shape[0]:
             # This batch is rows [rows, rows + n) of a larger one (a rank's shard in
             # data-parallel fit): element j gets the mask of element offset + j of the

@@ -41,6 +41,10 @@ class Parameter:
     grad : ndarray
         Same shape and dtype as ``data``; starts at zeros.  ``backward`` calls
         accumulate into it (as in torch); ``zero_grad`` resets it.
+
+    Code that writes or moves gradients (layers, regularizers, optimizers, MPI
+    collectives, ``fit``) uses ``grad_target()``, ``grad_is_zero`` and
+    ``bind_grad()`` rather than the attributes behind them.
     """
 
     __slots__ = ("data", "_grad", "_grad_zero")
@@ -82,10 +86,36 @@ class Parameter:
         return self.data.size
 
     def zero_grad(self):
+        """Make the gradient zero (lazily: the next write overwrites instead of adding)."""
         self._grad_zero = True
 
-    def _grad_target(self):
-        """(array, accumulate) for a kernel that produces this parameter's gradient."""
+    # -- for code that writes or relocates gradients (layers, regularizers, optimizers,
+    #    collectives, fit) ---------------------------------------------------------------
+    @property
+    def grad_is_zero(self):
+        """True while the gradient is zero by ``zero_grad()`` and not written since
+        (its buffer then holds stale values that nothing reads)."""
+        return self._grad_zero
+
+    def bind_grad(self, array):
+        """Make ``array`` (this parameter's shape and dtype, writeable) the gradient's
+        buffer from now on, with the current gradient copied in (a lazy zero stays
+        lazy, and nothing is copied for it)."""
+        d = self.data
+        if not isinstance(array, np.ndarray) or array.shape != d.shape or array.dtype != d.dtype \
+                or not array.flags.writeable:
+            raise ValueError(f"bind_grad needs a writeable {d.dtype} array of shape {d.shape}; "
+                             f"received {type(array).__name__} {getattr(array, 'dtype', '')} "
+                             f"{getattr(array, 'shape', '')}")
+        if array is not self._grad:
+            if not self._grad_zero:
+                np.copyto(array, self._grad)
+            self._grad = array
+
+    def grad_target(self):
+        """(array, accumulate) for a kernel that produces this parameter's gradient:
+        write into the array when ``accumulate`` is False (the gradient was a lazy
+        zero, and counts as written from now on), add into it when True."""
         g = self._grad
         d = self.data
         if not isinstance(g, np.ndarray) or g.shape != d.shape or g.dtype != d.dtype \

@@ -40,8 +40,8 @@ def _grad_pair(weight, bias):
     """Gradient targets of (weight, bias) with one common accumulate flag."""
     if weight is None and bias is None:
         return None, None, False
-    tw = weight._grad_target() if weight is not None else None
-    tb = bias._grad_target() if bias is not None else None
+    tw = weight.grad_target() if weight is not None else None
+    tb = bias.grad_target() if bias is not None else None
     flags = {t[1] for t in (tw, tb) if t is not None}
     if len(flags) == 2:  # one was zeroed, the other holds a gradient: add into both
         for t in (tw, tb):

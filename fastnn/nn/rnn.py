@@ -285,7 +285,7 @@ class _Recurrent(Module):
         self._store_weight_grads(gw)
         if acc is not None:
             for p in (self.bias_ih_l0, self.bias_hh_l0):
-                g, accumulate = p._grad_target()
+                g, accumulate = p.grad_target()
                 if accumulate:
                     np.add(g, acc, out=g)
                 else:
@@ -360,7 +360,7 @@ class _Recurrent(Module):
         """gw = [grad weight_hh | grad weight_ih] (columns), into the parameters."""
         H = self.hidden_size
         for p, src in ((self.weight_hh_l0, gw[:, :H]), (self.weight_ih_l0, gw[:, H:])):
-            g, accumulate = p._grad_target()
+            g, accumulate = p.grad_target()
             if accumulate:
                 np.add(g, src, out=g)
             else:

@@ -97,7 +97,7 @@ class Optimizer:
     def zero_grad(self):
         """Reset the gradients of this optimizer's parameters to zero."""
         for p in self.params:
-            p._grad_zero = True
+            p.zero_grad()
 
     def _checked_grads(self):
         grads = []
@@ -137,9 +137,8 @@ class Optimizer:
         if cache is not None:
             datas, grads, lists = cache
             for i, p in enumerate(params):
-                if p._grad_zero:
-                    p.grad  # materialize the pending zeros
-                if p.data is not datas[i] or p._grad is not grads[i]:
+                # .grad materializes a lazy zero (the kernel reads the buffer)
+                if p.data is not datas[i] or p.grad is not grads[i]:
                     break
             else:
                 return lists
