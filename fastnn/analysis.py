@@ -54,7 +54,7 @@ class _ModelState:
     def __init__(self, model):
         self.params = [(p, p.data.copy(), p.grad_is_zero, p.grad, p.grad.copy())
                        for p in model.parameters()]
-        self.buffers = [(b, b.copy()) for m in model.modules() for b in m._buffers.values()]
+        self.buffers = [(b, b.copy()) for _, b in model.named_buffers()]
 
     def restore(self):
         for p, data, grad_zero, grad_obj, grad in self.params:

@@ -317,3 +317,18 @@ def test_parameter_gradient_protocol():
     with pytest.raises(ValueError, match="writeable"):
         p.bind_grad(ro)
     assert p.grad is other
+
+
+def test_named_state_and_buffers_are_the_live_arrays_of_state_dict():
+    model = nn.Sequential(nn.Linear(3, 4, seed=0), nn.BatchNorm1d(4), nn.ReLU(), nn.Linear(4, 2, seed=1))
+    state = model.state_dict()
+    live = list(model.named_state())
+    assert [k for k, _ in live] == list(state)
+    params = dict(model.named_parameters())
+    for k, arr in live:
+        np.testing.assert_array_equal(arr, state[k])
+        if k in params:
+            assert arr is params[k].data
+    bufs = list(model.named_buffers())
+    assert bufs and all(k.startswith("1.") for k, _ in bufs)
+    assert all(arr is dict(live)[k] for k, arr in bufs)

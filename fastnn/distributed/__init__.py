@@ -101,7 +101,7 @@ def is_main(comm=None):
 
 
 def _check_model(model):
-    if not (hasattr(model, "named_parameters") and hasattr(model, "_named_state")):
+    if not (hasattr(model, "named_parameters") and hasattr(model, "named_state")):
         raise TypeError(f"model must be a fastnn.nn.Module. Received: {type(model).__name__}")
 
 
@@ -125,7 +125,7 @@ def model_signature(model):
     parameter and buffer, and the module class names."""
     _check_model(model)
     return {"classes": [type(m).__name__ for m in model.modules()],
-            "state": {k: f"{v.dtype.name} {tuple(v.shape)}" for k, v in model._named_state()}}
+            "state": {k: f"{v.dtype.name} {tuple(v.shape)}" for k, v in model.named_state()}}
 
 
 def broadcast_parameters(model, root=0, comm=None):
@@ -138,7 +138,7 @@ def broadcast_parameters(model, root=0, comm=None):
     comm = get_comm(comm)
     root = _check_root(root, comm)
     check_same(comm, {"model": model_signature(model)}, "the model")
-    for _, arr in model._named_state():
+    for _, arr in model.named_state():
         _bcast_array(comm, arr, root)
     drops = [m for m in model.modules() if isinstance(m, Dropout)]
     if drops:

@@ -276,7 +276,7 @@ class Module:
     def zero_grad(self):
         """Reset every parameter gradient to zero."""
         for p in self.parameters():
-            p._grad_zero = True
+            p.zero_grad()
 
     def train(self, mode=True):
         for m in self.modules():
@@ -287,18 +287,27 @@ class Module:
         return self.train(False)
 
     # -- state ------------------------------------------------------------------
-    def _named_state(self, prefix=""):
-        """Arrays that make up the state_dict (parameters, then buffers)."""
+    def named_buffers(self, prefix=""):
+        """Yield (name, array) of every buffer (e.g. running statistics), with dotted
+        names: the live arrays, not copies."""
+        for name, b in self._buffers.items():
+            yield prefix + name, b
+        for name, m in self._modules.items():
+            yield from m.named_buffers(prefix + name + ".")
+
+    def named_state(self, prefix=""):
+        """Yield (name, array) of everything ``state_dict`` holds, in its order (each
+        module's parameters, then its buffers, then its children): the live arrays."""
         for name, p in self._parameters.items():
             yield prefix + name, p.data
         for name, b in self._buffers.items():
             yield prefix + name, b
         for name, m in self._modules.items():
-            yield from m._named_state(prefix + name + ".")
+            yield from m.named_state(prefix + name + ".")
 
     def state_dict(self):
         """Copies of every parameter (and buffer), keyed like torch ("0.weight", ...)."""
-        return OrderedDict((k, v.copy()) for k, v in self._named_state())
+        return OrderedDict((k, v.copy()) for k, v in self.named_state())
 
     def load_state_dict(self, state_dict, strict=True):
         """Copy values into the model's arrays.
@@ -310,7 +319,7 @@ class Module:
         """
         if not hasattr(state_dict, "keys"):
             raise TypeError(f"state_dict must be a mapping. Received: {type(state_dict).__name__}")
-        own = OrderedDict(self._named_state())
+        own = OrderedDict(self.named_state())
         missing = [k for k in own if k not in state_dict]
         unexpected = [k for k in state_dict if k not in own]
         if strict and (missing or unexpected):
