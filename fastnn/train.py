@@ -610,8 +610,7 @@ def _fit_fingerprint(model, loss, optimizer, data, seed):
     """What a resume checks: the data's shapes, batch size, shuffle, seed, the loss and
     optimizer classes, and the model (class names, state names, shapes, dtypes)."""
     fp = dict(data.fingerprint)
-    arch = {"classes": [type(m).__name__ for m in model.modules()],
-            "state": [[k, list(v.shape), v.dtype.name] for k, v in model.state_dict().items()]}
+    arch = model.signature()
     # a Generator or SeedSequence: its state is in the checkpoint, compare the kind
     fp.update(seed=_seed_key(seed), loss=type(loss).__name__,
               optimizer=type(optimizer).__name__, model=arch)

@@ -332,3 +332,17 @@ def test_named_state_and_buffers_are_the_live_arrays_of_state_dict():
     bufs = list(model.named_buffers())
     assert bufs and all(k.startswith("1.") for k, _ in bufs)
     assert all(arr is dict(live)[k] for k, arr in bufs)
+
+
+def test_signature_is_the_format_that_checkpoints_store():
+    """Module.signature() keeps the format of the checkpoints already on disk (a resume
+    compares it), and the MPI signature is the same facts keyed by state name."""
+    from fastnn.distributed import model_signature
+
+    model = nn.Sequential(nn.Linear(3, 2, seed=0), nn.BatchNorm1d(2))
+    sig = model.signature()
+    assert sig["classes"] == ["Sequential", "Linear", "BatchNorm1d"]
+    assert sig["state"][:2] == [["0.weight", [2, 3], "float32"], ["0.bias", [2], "float32"]]
+    assert [k for k, _, _ in sig["state"]] == list(model.state_dict())
+    mpi = model_signature(model)
+    assert mpi["classes"] == sig["classes"] and mpi["state"]["0.weight"] == "float32 (2, 3)"

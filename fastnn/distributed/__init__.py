@@ -121,11 +121,13 @@ def _bcast_array(comm, arr, root):
 
 
 def model_signature(model):
-    """The model's structure as every rank must agree on it: (name, shape, dtype) of every
-    parameter and buffer, and the module class names."""
+    """The model's structure as every rank must agree on it (``Module.signature()``: the
+    module class names, and the name, shape and dtype of every parameter and buffer)."""
     _check_model(model)
-    return {"classes": [type(m).__name__ for m in model.modules()],
-            "state": {k: f"{v.dtype.name} {tuple(v.shape)}" for k, v in model.named_state()}}
+    sig = model.signature()
+    # keyed by state name, so that a mismatch names the parameter
+    return {"classes": sig["classes"],
+            "state": {k: f"{dtype} {tuple(shape)}" for k, shape, dtype in sig["state"]}}
 
 
 def broadcast_parameters(model, root=0, comm=None):

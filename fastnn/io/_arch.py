@@ -226,8 +226,3 @@ def build(desc, where="model"):
     return make(cfg) if callable(make) else cls(**cfg)
 
 
-def fingerprint(module):
-    """A description of ``module`` that needs no registration: class names in order,
-    and the state_dict's names, shapes and dtypes (what a checkpoint resume checks)."""
-    return {"classes": [type(m).__name__ for m in module.modules()],
-            "state": [[k, list(v.shape), np.dtype(v.dtype).name] for k, v in module.state_dict().items()]}

@@ -12,7 +12,7 @@ from collections import OrderedDict
 
 import numpy as np
 
-from fastnn.io import _arch, _format
+from fastnn.io import _format
 from fastnn.nn import Dropout, Module
 
 KIND = "checkpoint"
@@ -73,7 +73,7 @@ class _Encoder:
         if hasattr(value, "detach") and hasattr(value, "numpy"):  # a torch tensor
             return self.tensor(path, value.detach().cpu().numpy())
         if isinstance(value, Module):
-            return {_TAG: "module", "arch": _arch.fingerprint(value), "dropout": dropout_counters(value),
+            return {_TAG: "module", "arch": value.signature(), "dropout": dropout_counters(value),
                     "state": self.encode(value.state_dict(), path)}
         if isinstance(value, (list, tuple)):
             items = [self.encode(v, f"{path}/{i}") for i, v in enumerate(value)]

@@ -305,6 +305,13 @@ class Module:
         for name, m in self._modules.items():
             yield from m.named_state(prefix + name + ".")
 
+    def signature(self):
+        """The model's structure, JSON-able: its module class names in order and the
+        (name, shape, dtype) of everything in ``state_dict``.  Checkpoints store it
+        (a resume checks it) and MPI ranks compare it before training together."""
+        return {"classes": [type(m).__name__ for m in self.modules()],
+                "state": [[k, list(v.shape), v.dtype.name] for k, v in self.named_state()]}
+
     def state_dict(self):
         """Copies of every parameter (and buffer), keyed like torch ("0.weight", ...)."""
         return OrderedDict((k, v.copy()) for k, v in self.named_state())
