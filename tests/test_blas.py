@@ -57,6 +57,15 @@ def test_gemm_rejects_bad_operands(c_gemm):
         _blas.gemm(np.ones((3, 0), np.float32), np.ones((0, 2), np.float32), np.ones((3, 2), np.float32))
     with pytest.raises(ValueError, match="both entry points"):
         _blas.set_gemm(1, 0, True)
+    with pytest.raises(ValueError, match="C-contiguous"):
+        _blas.gemm(np.ones((4, 3), np.float32).T, np.ones((4, 2), np.float32), np.ones((3, 2), np.float32))
+    out = np.ones((3, 2), np.float32)
+    out.flags.writeable = False
+    with pytest.raises(ValueError, match="read-only"):
+        _blas.gemm(a, np.ones((4, 2), np.float32), out)
+    ro = np.ones((4, 2), np.float32)
+    ro.flags.writeable = False   # read-only operands are fine
+    np.testing.assert_array_equal(_blas.gemm(a, ro, np.zeros((3, 2), np.float32)), np.full((3, 2), 4.0))
 
 
 def _conv_step(x, seed=2):

@@ -90,9 +90,12 @@ def available():
 
 def gemm(a, b, c, bint ta=False, bint tb=False, double beta=0.0):
     """c = op(a) @ op(b) + beta * c through the entry point (the self-check's and the
-    tests' way in): 2-D C-contiguous arrays of one float dtype, shapes checked."""
-    cdef double[:, ::1] a8, b8, c8
-    cdef float[:, ::1] a4, b4, c4
+    tests' way in): 2-D C-contiguous arrays of one float dtype (a and b may be
+    read-only), shapes checked."""
+    cdef const double[:, ::1] a8, b8
+    cdef const float[:, ::1] a4, b4
+    cdef double[:, ::1] c8
+    cdef float[:, ::1] c4
     cdef Py_ssize_t m, n, k, k2
     cdef int rc
     m, k = (a.shape[1], a.shape[0]) if ta else a.shape
@@ -102,13 +105,15 @@ def gemm(a, b, c, bint ta=False, bint tb=False, double beta=0.0):
     if m == 0 or n == 0 or k == 0:
         raise ValueError("gemm: empty operands")
     if a.dtype == b.dtype == c.dtype == "float64":
-        a8, b8, c8 = a, b, c
+        a8, b8 = a, b
+        c8 = c
         with nogil:
             rc = gemm_f64(ta, tb, m, n, k, &a8[0, 0], a8.shape[1],
                           &b8[0, 0], b8.shape[1], beta,
                           &c8[0, 0], c8.shape[1])
     elif a.dtype == b.dtype == c.dtype == "float32":
-        a4, b4, c4 = a, b, c
+        a4, b4 = a, b
+        c4 = c
         with nogil:
             rc = gemm_f32(ta, tb, m, n, k, &a4[0, 0], a4.shape[1],
                           &b4[0, 0], b4.shape[1], <float>beta,
