@@ -152,27 +152,6 @@ def test_rounds_that_leave_workers_out_run_every_part_exactly_once(spin_ns, monk
     _parallel._pool["crew"].stop()
 
 
-@pytest.mark.parametrize("bad", [0, 1])
-def test_run_reraises_a_parts_error_after_every_part_finished(bad):
-    finished = []
-
-    def part(k, lo, hi):
-        import time
-
-        if k == bad:
-            raise ArithmeticError(f"part {k}")
-        time.sleep(0.01)
-        finished.append(k)
-        return k
-
-    with fn.threads(2):
-        with pytest.raises(ArithmeticError, match=f"part {bad}"):
-            _parallel.run(part, [(0, 1), (1, 2)])
-        assert finished == [1 - bad]
-        # the crew is usable afterwards, with no error left over
-        assert _parallel.run(lambda k, lo, hi: k, [(0, 1), (1, 2)]) == [0, 1]
-
-
 def test_run_from_two_threads_at_once_gives_every_part_once():
     import threading
 

@@ -41,6 +41,20 @@ class Scratch:
         return np.empty(shape, dtype)
 
 
+def flat_views(arrays, fill=0.0, align=1):
+    """One flat buffer of the arrays' (common) dtype, filled with ``fill``, and a view of
+    it per array in that array's shape and memory layout (C or Fortran order); the
+    views start a multiple of ``align`` elements apart.  Returns (flat, views)."""
+    offs, total = [], 0
+    for a in arrays:
+        offs.append(total)
+        total += -(-a.size // align) * align
+    flat = np.full(total, fill, arrays[0].dtype)
+    views = [flat[o:o + a.size].reshape(a.shape, order="C" if a.flags.c_contiguous else "F")
+             for a, o in zip(arrays, offs)]
+    return flat, views
+
+
 def owned_empty(owner, slot, shape, dtype):
     """An array the caller will own, recycled when possible (contents undefined).
 

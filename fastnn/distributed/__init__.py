@@ -28,6 +28,7 @@ import weakref
 
 import numpy as np
 
+from fastnn._engine.buffers import flat_views
 from fastnn.nn import Dropout
 
 INSTALL_HINT = 'pip install "fastnn-cpu[mpi]"'
@@ -214,16 +215,10 @@ class _FlatGrads:
         groups = {}
         for p in self.params:
             groups.setdefault(p.data.dtype, []).append(p)
-        for dtype, ps in groups.items():
-            flat = np.zeros(sum(p.data.size for p in ps), dtype)
+        for ps in groups.values():
+            flat, views = flat_views([p.data for p in ps])
             self.flats.append(flat)
-            off = 0
-            for p in ps:
-                n = p.data.size
-                order = "F" if (p.data.flags.f_contiguous and not p.data.flags.c_contiguous) else "C"
-                view = flat[off:off + n].reshape(p.data.shape, order=order)
-                self.views.append((p, view))
-                off += n
+            self.views.extend(zip(ps, views))
         self.nbytes = sum(f.nbytes for f in self.flats)
         self.bind()
 

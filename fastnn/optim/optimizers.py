@@ -11,6 +11,7 @@ import numpy as np
 
 from fastnn._engine import codes
 from fastnn import _checks as C
+from fastnn._engine.buffers import flat_views
 from fastnn._engine.config import n_threads_for
 from fastnn._kernels import _optim
 from fastnn.ops import adam_hp
@@ -70,17 +71,11 @@ class Optimizer:
         """
         state = [{} for _ in self.params]
         names = [name for name in self._state_names() if name is not None]
-        for dtype, idx in self._groups.items():
-            offs, total = [], 0
-            for i in idx:
-                offs.append(total)
-                total += -(-self.params[i].data.size // _ALIGN) * _ALIGN   # 64-byte aligned views
+        for idx in self._groups.values():
             for name in names:
-                flat = np.full(total, self._state_init(name), dtype)
-                for i, o in zip(idx, offs):
-                    d = self.params[i].data
-                    order = "C" if d.flags.c_contiguous else "F"
-                    state[i][name] = flat[o:o + d.size].reshape(d.shape, order=order)
+                _, views = flat_views([self.params[i].data for i in idx], self._state_init(name), _ALIGN)
+                for i, v in zip(idx, views):
+                    state[i][name] = v
         return state
 
     def _state_names(self):
@@ -233,7 +228,7 @@ class Optimizer:
         return f"{type(self).__name__}({hp})"
 
 
-_ALIGN = 16   # elements between the starts of neighbouring state views (64 bytes of float32)
+_ALIGN = 16   # state views start 64 bytes (of float32) apart
 
 
 def _like(d, values):
