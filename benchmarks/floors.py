@@ -30,7 +30,6 @@ otherwise idle machine, with OPENBLAS_CORETYPE / OPENBLAS_L2_SIZE unset::
 import argparse
 import os
 import statistics
-
 import time
 
 import numpy as np
@@ -105,41 +104,29 @@ def mlp_floor(wl):
     from fastnn._kernels import _data
     from fastnn._zoo import fastnn_mlp
 
-    sizes, bs, n = wl.sizes, wl.batch_size, wl.X.shape[0]
-    rng = np.random.default_rng(1)
-    ws = [rng.standard_normal((o, i), dtype=np.float32) for i, o in zip(sizes[:-1], sizes[1:])]
-    wts = [np.ascontiguousarray(w.T) for w in ws]
-    gwts = [np.empty_like(wt) for wt in wts]
+    batches, step = wl.bound_steps()
     model = fastnn_mlp(wl.params0)
     opt = optim.Adam(model.parameters(), lr=wl.lr)
     loss = losses.CrossEntropyLoss()
-    loss.forward(model.forward(wl.X[:bs]), wl.y[:bs])
+    loss.forward(model.forward(wl.X[:wl.batch_size]), wl.y[:wl.batch_size])
     model.backward(loss.backward())                 # real gradients, kept for every step
-    bufs = {}
-
-    def buffers(k):
-        if k not in bufs:
-            acts = [np.empty((k, s), np.float32) for s in sizes]
-            grads = [rng.standard_normal((k, s), dtype=np.float32) for s in sizes]
-            bufs[k] = (acts, grads, np.empty(k, wl.y.dtype))
-        return bufs[k]
+    labels = {bs: np.empty(bs, wl.y.dtype) for bs in set(batches)}
     order = np.random.default_rng(0)
 
     def run():
-        perm = order.permutation(n)
-        for lo in range(0, n, bs):
-            idx = perm[lo:lo + bs]
-            acts, grads, yb = buffers(idx.shape[0])
-            _data.gather_rows(wl.X, idx, acts[0], 1)
-            _data.gather_rows(wl.y, idx, yb, 1)
-            for i in range(len(ws)):
-                np.matmul(acts[i], wts[i], out=acts[i + 1])
-            loss.forward(acts[-1], yb)
-            loss.backward()
-            for i in range(len(ws) - 1, -1, -1):
-                np.matmul(acts[i].T, grads[i + 1], out=gwts[i])
-                if i > 0:
-                    np.matmul(grads[i + 1], ws[i], out=grads[i])
+        perm, lo = order.permutation(wl.X.shape[0]), 0
+        for bs in batches:
+            idx, yb = perm[lo:lo + bs], labels[bs]
+            lo += bs
+
+            def gather(acts):
+                _data.gather_rows(wl.X, idx, acts[0], 1)
+                _data.gather_rows(wl.y, idx, yb, 1)
+
+            def loss_pass(acts):
+                loss.forward(acts[-1], yb)
+                loss.backward()
+            step(bs, gather, loss_pass)
             if not opt._step():
                 raise FloatingPointError("non-finite gradient in the floor loop")
     return Impl(run)

@@ -77,7 +77,18 @@ class MLPEpoch(Workload):
         return Impl(run, lambda: clf.predict(self.X_eval))
 
     def _make_bound(self):
-        """The epoch's matrix products alone: per step 3 forward, 3 weight-grad, 2 input-grad.
+        """The epoch's matrix products alone: per step 3 forward, 3 weight-grad, 2 input-grad."""
+        batches, step = self.bound_steps()
+
+        def run():
+            for bs in batches:
+                step(bs)
+        return Impl(run)
+
+    def bound_steps(self):
+        """(the epoch's batch sizes, ``step(bs, before=None, between=None)``): one batch's
+        products of the bound, calling ``before(acts)`` ahead of them and ``between(acts)``
+        after the forward ones (``acts[0]`` is the batch, ``acts[-1]`` the logits).
 
         Each product is timed in its fastest operand layout (a lower bound no single
         weight layout reaches): forward ``x @ Wt`` with Wt = W.T stored C-contiguous
@@ -99,16 +110,19 @@ class MLPEpoch(Workload):
             bufs[bs] = (acts, grads)
         n_layers = len(Ws)
 
-        def run():
-            for bs in batches:
-                acts, grads = bufs[bs]
-                for i in range(n_layers):                 # forward
-                    np.matmul(acts[i], Wts[i], out=acts[i + 1])
-                for i in range(n_layers - 1, -1, -1):     # backward
-                    np.matmul(acts[i].T, grads[i + 1], out=gWts[i])
-                    if i > 0:
-                        np.matmul(grads[i + 1], Ws[i], out=grads[i])
-        return Impl(run)
+        def step(bs, before=None, between=None):
+            acts, grads = bufs[bs]
+            if before is not None:
+                before(acts)
+            for i in range(n_layers):                 # forward
+                np.matmul(acts[i], Wts[i], out=acts[i + 1])
+            if between is not None:
+                between(acts)
+            for i in range(n_layers - 1, -1, -1):     # backward
+                np.matmul(acts[i].T, grads[i + 1], out=gWts[i])
+                if i > 0:
+                    np.matmul(grads[i + 1], Ws[i], out=grads[i])
+        return batches, step
 
     def reference(self, calls):
         return None
