@@ -11,6 +11,14 @@ implementation on NumPy's BLAS can beat:
    than the BLAS in use, whatever happens around it.  ``gemms/2`` is the same for
    one half of the batch on one BLAS thread: at 2 threads fastnn runs the halves as
    independent recurrences, one per thread, so no part finishes sooner than this.
+   ``cols/2`` is the other way to halve the work: the whole batch's products for half of
+   the hidden units (gate columns forward, gradient columns backward), one BLAS thread.
+   ``peak`` is the LSTM's multiply-adds (940M) at the rate the same BLAS reaches on a
+   large square product (1536^3 SGEMM, the best case of any GEMM): no schedule of
+   these products on this BLAS and these cores can take less.  Adding what fastnn spends
+   beside its GEMMs (fastnn - gemms, at 2+ threads fastnn - gemms/2: gate math, copies,
+   loop) gives the ratio fastnn would
+   reach with every GEMM at that rate.
 2. MLP 784-256-128-10 epoch, target fastnn <= 1.15 x bound (the epoch's GEMMs alone).
    ``bound+adam`` is the bound's loop plus fastnn's Adam step (``optimizer.step()``, no
    finiteness check) on the model's 235K parameters after each batch: every real
@@ -39,24 +47,29 @@ from fastnn._bench.harness import SETTLE_S, Impl, set_threads, thread_limit
 from fastnn._bench.registry import make_workload
 
 
-def lstm_gemms(wl, part=1):
-    """The GEMMs of fastnn's LSTM forward+backward (fastnn/nn/rnn.py), alone; with
-    ``part`` > 1 those of one part of its batch split (n / part sequences), on one
-    BLAS thread, as each part runs."""
+def lstm_gemms(wl, part=1, by="batch"):
+    """The GEMMs of fastnn's LSTM forward+backward (fastnn/nn/rnn.py), alone.  With
+    ``part`` > 1, one thread's share on one BLAS thread: ``by="batch"`` those of n / part
+    sequences (fastnn's batch split), ``by="columns"`` the full batch's products for 1 / part
+    of the gate columns (forward), of the [h | x] gradient columns (backward) and of the
+    weight-gradient rows (a split by hidden units, which would need a barrier per step)."""
     n, t, i_sz, h = wl.shape
-    n //= part
-    g = 4 * h
+    g, gcols, bcols = 4 * h, 4 * h, h + i_sz
+    if by == "batch":
+        n //= part
+    else:
+        gcols, bcols = gcols // part, bcols // part
     rng = np.random.default_rng(0)
     x = rng.standard_normal((n * t, i_sz), dtype=np.float32)
     hx = rng.standard_normal((n * t, h + i_sz), dtype=np.float32)
-    wih = wl.params["weight_ih_l0"]
-    whhT = np.ascontiguousarray(wl.params["weight_hh_l0"].T)
-    wcat = np.concatenate([wl.params["weight_hh_l0"], wih], axis=1)
-    gates = np.empty((n * t, g), np.float32)
-    rec = np.empty((n, g), np.float32)
+    wih = np.ascontiguousarray(wl.params["weight_ih_l0"][:gcols])
+    whhT = np.ascontiguousarray(wl.params["weight_hh_l0"][:gcols].T)
+    wcat = np.concatenate([wl.params["weight_hh_l0"], wl.params["weight_ih_l0"]], axis=1)[:, :bcols].copy()
+    gates = np.empty((n * t, gcols), np.float32)
+    rec = np.empty((n, gcols), np.float32)
     dz = rng.standard_normal((n * t, g), dtype=np.float32)
-    dhx = np.empty((n * t, h + i_sz), np.float32)
-    gw = np.empty((g, h + i_sz), np.float32)
+    dhx = np.empty((n * t, bcols), np.float32)
+    gw = np.empty((gcols, h + i_sz), np.float32)
 
     def run():
         np.matmul(x, wih.T, out=gates)
@@ -64,7 +77,7 @@ def lstm_gemms(wl, part=1):
             np.matmul(hx[k * n:(k + 1) * n, :h], whhT, out=rec)
         for k in range(t - 1, -1, -1):
             np.matmul(dz[k * n:(k + 1) * n], wcat, out=dhx[k * n:(k + 1) * n])
-        np.matmul(dz.T, hx, out=gw)
+        np.matmul(dz[:, :gcols].T, hx, out=gw)
 
     if part == 1:
         return Impl(run)
@@ -73,6 +86,23 @@ def lstm_gemms(wl, part=1):
         with threadpool_limits(1, user_api="blas"):
             run()
     return Impl(run_part)
+
+
+def lstm_flops(wl):
+    """Floating-point operations (2 per multiply-add) of ``lstm_gemms(wl)``."""
+    n, t, i_sz, h = wl.shape
+    g = 4 * h
+    macs = n * t * i_sz * g + (t - 1) * n * h * g + 2 * t * n * g * (h + i_sz)
+    return 2 * macs
+
+
+def square_gemm(size=1536):
+    """A large square SGEMM, the best rate the BLAS reaches; returns (Impl, flops)."""
+    rng = np.random.default_rng(0)
+    a = rng.standard_normal((size, size), dtype=np.float32)
+    b = rng.standard_normal((size, size), dtype=np.float32)
+    c = np.empty_like(a)
+    return Impl(lambda: np.matmul(a, b, out=c)), 2 * size ** 3
 
 
 def mlp_bound_adam(wl):
@@ -163,7 +193,9 @@ def main():
     lstm = make_workload("lstm_t50_b64_64x128")
     mlp = make_workload("mlp_epoch")
     lstm_rows = {"fastnn": lstm.make("fastnn"), "torch": lstm.make("torch"), "gemms": lstm_gemms(lstm),
-                 "gemms/2": lstm_gemms(lstm, part=2)}
+                 "gemms/2": lstm_gemms(lstm, part=2),
+                 "cols/2": lstm_gemms(lstm, part=2, by="columns")}
+    square, square_flops = square_gemm()
     mlp_rows = {"fastnn": mlp.make("fastnn"), "bound": mlp.make("bound"),
                 "bound+adam": mlp_bound_adam(mlp), "floor": mlp_floor(mlp)}
     for n in (int(s) for s in args.threads.split(",")):
@@ -171,9 +203,19 @@ def main():
         print(f"LSTM(64, 128) T=50 B=64 fwd+bwd, {n} thread(s), median of {args.lstm_rounds}: "
               f"fastnn {ms['fastnn']:.2f} ms, torch {ms['torch']:.2f} ms, fastnn's GEMMs alone "
               f"{ms['gemms']:.2f} ms, those of half the batch on one thread {ms['gemms/2']:.2f} ms "
+              f"(half the hidden units {ms['cols/2']:.2f} ms) "
               f"-> torch/fastnn {ms['torch'] / ms['fastnn']:.2f}x, torch/GEMMs-alone "
               f"{ms['torch'] / ms['gemms']:.2f}x, torch/half-batch-GEMMs "
-              f"{ms['torch'] / ms['gemms/2']:.2f}x (target 1.2x)")
+              f"{ms['torch'] / ms['gemms/2']:.2f}x, torch/half-units-GEMMs {ms['torch'] / ms['cols/2']:.2f}x "
+              f"(target 1.2x)")
+        sq = time_rows({"square": square}, n, 5, warm=1)["square"]
+        rate = square_flops / sq / 1e6                   # GFLOP/s (ms in sq)
+        peak = lstm_flops(lstm) / rate / 1e6
+        beside = ms["fastnn"] - (ms["gemms"] if n == 1 else ms["gemms/2"])   # as fastnn runs them
+        print(f"  the LSTM's {lstm_flops(lstm) / 1e9:.2f} GFLOP at the 1536^3 SGEMM's {rate:.1f} GFLOP/s: "
+              f"{peak:.2f} ms (GEMMs alone run at {peak / ms['gemms']:.0%} of it) -> torch/peak "
+              f"{ms['torch'] / peak:.2f}x; with fastnn's time beside its GEMMs "
+              f"({beside:.2f} ms) {ms['torch'] / (peak + beside):.2f}x (target 1.2x)")
         ms = time_rows(mlp_rows, n, args.mlp_rounds, warm=0)
         print(f"MLP 784-256-128-10 epoch, {n} thread(s), median of {args.mlp_rounds}: "
               f"fastnn {ms['fastnn']:.0f} ms, bound {ms['bound']:.0f} ms, bound+Adam steps "
