@@ -17,8 +17,7 @@ implementation on NumPy's BLAS can beat:
    large square product (1536^3 SGEMM, the best case of any GEMM): no schedule of
    these products on this BLAS and these cores can take less.  Adding what fastnn spends
    beside its GEMMs (fastnn - gemms, at 2+ threads fastnn - gemms/2: gate math, copies,
-   loop) gives the ratio fastnn would
-   reach with every GEMM at that rate.
+   loop) gives the ratio fastnn would reach with every GEMM at that rate.
 2. MLP 784-256-128-10 epoch, target fastnn <= 1.15 x bound (the epoch's GEMMs alone).
    ``bound+adam`` is the bound's loop plus fastnn's Adam step (``optimizer.step()``, no
    finiteness check) on the model's 235K parameters after each batch: every real
@@ -143,19 +142,21 @@ def mlp_floor(wl):
     labels = {bs: np.empty(bs, wl.y.dtype) for bs in set(batches)}
     order = np.random.default_rng(0)
 
+    cur = {}                                        # this batch's row indices and labels
+
+    def gather(acts):
+        _data.gather_rows(wl.X, cur["idx"], acts[0], 1)
+        _data.gather_rows(wl.y, cur["idx"], cur["y"], 1)
+
+    def loss_pass(acts):
+        loss.forward(acts[-1], cur["y"])
+        loss.backward()
+
     def run():
         perm, lo = order.permutation(wl.X.shape[0]), 0
         for bs in batches:
-            idx, yb = perm[lo:lo + bs], labels[bs]
+            cur["idx"], cur["y"] = perm[lo:lo + bs], labels[bs]
             lo += bs
-
-            def gather(acts):
-                _data.gather_rows(wl.X, idx, acts[0], 1)
-                _data.gather_rows(wl.y, idx, yb, 1)
-
-            def loss_pass(acts):
-                loss.forward(acts[-1], yb)
-                loss.backward()
             step(bs, gather, loss_pass)
             if not opt._step():
                 raise FloatingPointError("non-finite gradient in the floor loop")

@@ -3,9 +3,10 @@
 fastnn runs its element-wise and normalization kernels on the calling thread below
 ``fastnn._engine.config.PARALLEL_MIN_ELEMENTS`` (4M elements).  This script times the
 normalization rows of the catalogue (forward + backward of GroupNorm, LayerNorm and
-BatchNorm2d at the bench's shapes, in the layer's buffers as ``fit`` runs them) at ``--threads`` with that threshold as shipped and with
-it at 1 (every kernel on all threads), alone and right after a BLAS GEMM on the same thread
-count (256x1024 @ 1024x1024), the order they run in in a network::
+BatchNorm2d at the bench's shapes, in the layer's buffers as ``fit`` runs them) at
+``--threads`` with that threshold as shipped and with it at 1 (every kernel on all threads),
+alone and right after a BLAS GEMM on the same thread count (256x1024 @ 1024x1024), the
+order they run in in a network::
 
     python benchmarks/parallel_threshold.py --threads 2
 
@@ -54,28 +55,30 @@ def main():
     fastnn.set_num_threads(args.threads)
     print(f"{args.threads} thread(s) (fastnn and BLAS), median of {args.reps} calls, ms")
     print(f"{'layer':36s} {'threshold':>9s} {'step':>7s} {'GEMM':>7s} {'GEMM+step':>10s}")
-    with threadpool_limits(args.threads, user_api="blas"):
-        for name, (make, shape) in CASES.items():
-            layer = make()
-            x = rng.standard_normal(shape, dtype=np.float32)
-            g = rng.standard_normal(shape, dtype=np.float32)
+    try:
+        with threadpool_limits(args.threads, user_api="blas"):
+            for name, (make, shape) in CASES.items():
+                layer = make()
+                x = rng.standard_normal(shape, dtype=np.float32)
+                g = rng.standard_normal(shape, dtype=np.float32)
 
-            def step():                        # as fit runs it: results in the layer's buffers
-                forward_step(layer, x)
-                backward_step(layer, g)
+                def step():                        # as fit runs it: results in the layer's buffers
+                    forward_step(layer, x)
+                    backward_step(layer, g)
 
-            def gemm():
-                np.matmul(a, b, out=c)
+                def gemm():
+                    np.matmul(a, b, out=c)
 
-            def gemm_step():
-                gemm()
-                step()
-            for thr in (shipped, 1):
-                config.PARALLEL_MIN_ELEMENTS = thr
-                row = [median_ms(f, args.reps) for f in (step, gemm, gemm_step)]
-                label = "shipped" if thr == shipped else "1"
-                print(f"{name:36s} {label:>9s} {row[0]:7.3f} {row[1]:7.3f} {row[2]:10.3f}")
-    config.PARALLEL_MIN_ELEMENTS = shipped
+                def gemm_step():
+                    gemm()
+                    step()
+                for thr in (shipped, 1):
+                    config.PARALLEL_MIN_ELEMENTS = thr
+                    row = [median_ms(f, args.reps) for f in (step, gemm, gemm_step)]
+                    label = "shipped" if thr == shipped else "1"
+                    print(f"{name:36s} {label:>9s} {row[0]:7.3f} {row[1]:7.3f} {row[2]:10.3f}")
+    finally:
+        config.PARALLEL_MIN_ELEMENTS = shipped
 
 
 if __name__ == "__main__":

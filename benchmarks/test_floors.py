@@ -25,9 +25,9 @@ def _counted_flops(impl, monkeypatch):
         assert a.shape[1] == b.shape[0] and out.shape == (a.shape[0], b.shape[1])
         return matmul(a, b, out=out)
 
-    monkeypatch.setattr(np, "matmul", counting)
-    impl.run()
-    monkeypatch.setattr(np, "matmul", matmul)
+    with monkeypatch.context() as m:
+        m.setattr(np, "matmul", counting)
+        impl.run()
     return sum(flops), len(flops)
 
 
@@ -37,12 +37,10 @@ def lstm():
 
 
 def test_lstm_gemms_are_the_counted_flops(lstm, monkeypatch):
-    n, t, i, h = lstm.shape
+    t = lstm.shape[1]
     flops, calls = _counted_flops(floors.lstm_gemms(lstm), monkeypatch)
     assert flops == floors.lstm_flops(lstm)
     assert calls == 1 + (t - 1) + t + 1          # projection, recurrent, backward, weight grads
-    # by hand: x @ W_ih^T, 49 h @ W_hh^T, 50 dz_t @ [W_hh | W_ih], dz^T @ [h | x]
-    assert flops == 2 * (n * t * i * 4 * h + (t - 1) * n * h * 4 * h + 2 * t * n * 4 * h * (h + i))
 
 
 @pytest.mark.parametrize("by", ["batch", "columns"])
